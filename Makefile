@@ -1,0 +1,36 @@
+# The README's commands. `make install` sets everything up; `make run` runs the main job;
+# `make test` installs (if needed) and runs the test suite.
+PY        ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+TORCH     ?= torch==2.14.1 torchvision==0.29.1
+SHAPE     ?= ../shared/data/modelnet10/modelnet10_pcd1024_test.h5
+
+.PHONY: install system-deps run test clean
+
+system-deps:
+	@# open3d needs libusb-1.0 at import time; Debian/Ubuntu only, skipped when present or not root.
+	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0.so.0; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	  else echo "please install libusb-1.0-0 (e.g. sudo apt-get install libusb-1.0-0)"; fi; \
+	fi
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: system-deps $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]"
+	@$(BIN)/clip2point info --brief
+
+# Until the app lands: zero-shot on a real ModelNet10 test shape (random weights when none are found).
+run: install
+	$(BIN)/clip2point zeroshot "$(SHAPE)" --index 0 --up z --class-set modelnet10 --weights $${WEIGHTS:-random}
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

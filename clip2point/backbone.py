@@ -1,0 +1,441 @@
+"""CLIP backbone: an open_clip model, where its weights came from, and a cached text side.
+
+CLIP2Point uses OpenAI's CLIP ViT-B/32 (Huang et al., ICCV 2023, §4.1); we load it through
+open_clip. The authors' pre-trained depth encoder (``best_eval.pth``: keys
+``module.point_model.<visual key>``) is imported as a second visual tower (§3.2).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, Clip2PointError, WeightsNotFoundError
+from .weights import find_weight_files, load_state_dict_file, weights_dirs
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BackboneConfig", "WeightsSource", "ClipBackbone", "load_backbone", "resolve_weights",
+    "load_depth_encoder", "extract_visual_state_dict", "DEFAULT_MODEL", "DEFAULT_TEMPLATE",
+]
+
+DEFAULT_MODEL = "ViT-B-32"
+#: Prompt template of CLIP2Point's released zero-shot code (§4).
+DEFAULT_TEMPLATE = "image of a {}"
+_CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+def _open_clip():
+    import open_clip
+
+    if "tiny-ViT-test" not in open_clip.list_models():
+        open_clip.add_model_config(_CONFIG_DIR)
+    return open_clip
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's weights came from.
+
+    Attributes:
+        kind: "tag" (open_clip pretrained tag), "file", "random", "depth-encoder".
+        location: the tag or the file path ("" for random).
+        found_by: how it was found: "explicit", "$CLIP2POINT_WEIGHTS", "weights folder",
+            "open_clip cache", "download".
+    """
+
+    kind: str
+    location: str
+    found_by: str = "explicit"
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random"
+
+    def describe(self) -> str:
+        if self.is_random:
+            return "random initialisation — scores are meaningless"
+        return f"{self.kind} {self.location} ({self.found_by})"
+
+
+@dataclass
+class BackboneConfig:
+    """What to load.
+
+    Attributes:
+        model_name: an open_clip architecture (``open_clip.list_models()``), default ViT-B-32.
+        weights: None (look in the usual places), "random", an open_clip pretrained tag
+            (e.g. "openai"), or a checkpoint file path.
+        quick_gelu: activation; None = OpenAI's QuickGELU for OpenAI-style weights (tag "openai",
+            files, random init of the OpenAI architecture), the tag's own setting otherwise.
+        allow_download: let open_clip download a pretrained tag when it is not cached.
+    """
+
+    model_name: str = DEFAULT_MODEL
+    weights: str | None = None
+    quick_gelu: bool | None = None
+    allow_download: bool = True
+
+
+def _tag_cached(model_name: str, tag: str) -> str | None:
+    """The local path of an open_clip pretrained tag's file if it is already downloaded."""
+    oc = _open_clip()
+    cfg = oc.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        return None
+    if cfg.get("file"):
+        return cfg["file"] if os.path.isfile(cfg["file"]) else None
+    url = cfg.get("url", "")
+    if url:
+        p = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if p.is_file():
+            return str(p)
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover - huggingface_hub comes with open_clip
+            return None
+        repo, filename = os.path.split(hub)
+        for fn in ([filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
+            hit = try_to_load_from_cache(repo, fn)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+    return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Quick check that open_clip's download host answers (saves a long wait when offline)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def default_tag(model_name: str) -> str | None:
+    """open_clip's first pretrained tag for a model ("openai" for ViT-B-32), None if it has none."""
+    tags = _open_clip().list_pretrained_tags_by_model(model_name)
+    return "openai" if "openai" in tags else (tags[0] if tags else None)
+
+
+def resolve_weights(config: BackboneConfig) -> WeightsSource:
+    """Decide which weights to load without loading them.
+
+    Order: explicit ``config.weights`` → ``$CLIP2POINT_WEIGHTS`` → files in the weights folders
+    named ``<model_name>*`` → open_clip's cache for the model's default tag → a download of that tag
+    (when ``allow_download``).
+
+    Raises:
+        WeightsNotFoundError: nothing found; the message lists where it looked and how to get weights.
+    """
+    oc = _open_clip()
+    if config.model_name not in oc.list_models():
+        raise Clip2PointError(f"unknown CLIP model {config.model_name!r}; see open_clip.list_models() (e.g. ViT-B-32, ViT-B-16)")
+    looked: list[str] = []
+    choice, found_by = config.weights, "explicit"
+    if choice is None and os.environ.get("CLIP2POINT_WEIGHTS"):
+        choice, found_by = os.environ["CLIP2POINT_WEIGHTS"], "$CLIP2POINT_WEIGHTS"
+    if choice is not None:
+        choice = str(choice)
+        if choice.lower() == "random":
+            return WeightsSource("random", "", found_by)
+        if os.path.isfile(choice):
+            return WeightsSource("file", str(Path(choice)), found_by)
+        if choice in oc.list_pretrained_tags_by_model(config.model_name):
+            cached = _tag_cached(config.model_name, choice)
+            if cached:
+                return WeightsSource("tag", choice, "open_clip cache")
+            if config.allow_download and _hub_reachable():
+                return WeightsSource("tag", choice, "download")
+            raise WeightsNotFoundError(_how_to_get_weights(config, [f"open_clip cache for tag {choice!r}: not downloaded, and the download host is unreachable or downloads are off"]))
+        if any(sep in choice for sep in "/\\") or Path(choice).suffix in (".pt", ".pth", ".bin", ".safetensors"):
+            raise WeightsNotFoundError(f"weights file {choice} does not exist; check the path, or run `clip2point info` to see what was found")
+        tags = ", ".join(oc.list_pretrained_tags_by_model(config.model_name)) or "none"
+        raise WeightsNotFoundError(
+            f"{choice!r} is neither a file nor a pretrained tag of {config.model_name} (tags: {tags}); "
+            "pass a checkpoint path, a tag, or 'random'"
+        )
+    looked.append("$CLIP2POINT_WEIGHTS: not set")
+    files = find_weight_files(config.model_name)
+    if files:
+        return WeightsSource("file", str(files[0]), "weights folder")
+    looked.append("weights folders: " + ", ".join(str(d) for d in weights_dirs()) + f" (no {config.model_name}* file)")
+    tag = default_tag(config.model_name)
+    if tag:
+        if _tag_cached(config.model_name, tag):
+            return WeightsSource("tag", tag, "open_clip cache")
+        looked.append(f"open_clip cache for tag {tag!r}: not downloaded")
+        if config.allow_download and _hub_reachable():
+            return WeightsSource("tag", tag, "download")
+        looked.append("download: " + ("host unreachable (offline?)" if config.allow_download else "disabled"))
+    raise WeightsNotFoundError(_how_to_get_weights(config, looked))
+
+
+def _how_to_get_weights(config: BackboneConfig, looked: Sequence[str]) -> str:
+    return (
+        f"no CLIP weights found for {config.model_name}. Looked in: " + "; ".join(looked) + ". "
+        f"To fix: on a machine with internet run `clip2point zeroshot ... --weights openai` once (open_clip caches it), "
+        f"or copy a checkpoint (e.g. OpenAI's {config.model_name}.pt) into weights/, or set CLIP2POINT_WEIGHTS=/path/to/file; "
+        "or pass --weights random to run with random weights (scores are meaningless)."
+    )
+
+
+def extract_visual_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """Pull a CLIP visual-tower state dict out of the checkpoint layouts we know.
+
+    Layouts (checked in this order):
+      * CLIP2Point release ``best_eval.pth``: ``[module.]point_model.<visual key>`` (REFERENCE §3);
+        ``image_model.*`` (the frozen image encoder) and ``weights`` are ignored.
+      * a full CLIP / open_clip model: ``visual.<key>``.
+      * a bare visual tower: ``conv1.weight``, ``class_embedding``, ... (our exported depth encoders).
+
+    Returns:
+        (visual_state_dict, layout name).
+
+    Raises:
+        CheckpointError: none of the layouts matches.
+    """
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    for prefix, layout in (("point_model.", "clip2point-release"), ("visual.", "clip-model")):
+        sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if sub:
+            return sub, layout
+    if "conv1.weight" in sd or any(k.startswith("trunk.") for k in sd):
+        return sd, "visual-tower"
+    sample = ", ".join(list(sd)[:5])
+    raise CheckpointError(
+        f"no CLIP visual tower in this checkpoint (keys start with: {sample}); expected CLIP2Point's best_eval.pth "
+        "(module.point_model.*), a CLIP model (visual.*) or a depth encoder exported by `clip2point weights export`"
+    )
+
+
+def load_depth_encoder(path: str | os.PathLike, template_visual: nn.Module) -> nn.Module:
+    """Load a CLIP2Point depth encoder into a copy of ``template_visual``.
+
+    Args:
+        path: ``best_eval.pth`` from the authors, or a file written by ``clip2point weights export``.
+        template_visual: the CLIP visual tower of the same architecture (copied, not modified).
+
+    Returns:
+        A frozen, eval-mode visual module.
+
+    Raises:
+        CheckpointError: unreadable file, unknown layout, or keys/shapes that do not fit the
+            architecture (the message says which model it expects).
+    """
+    sd, _meta = load_state_dict_file(path)
+    visual_sd, layout = extract_visual_state_dict(sd)
+    encoder = copy.deepcopy(template_visual)
+    own = encoder.state_dict()
+    missing = [k for k in own if k not in visual_sd]
+    unexpected = [k for k in visual_sd if k not in own]
+    bad = [k for k in own if k in visual_sd and tuple(visual_sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or bad:
+        detail = "; ".join(
+            f"{name}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+            for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad)) if keys
+        )
+        raise CheckpointError(f"{path}: depth encoder does not fit this CLIP visual tower ({detail}); "
+                              "load it with the model it was trained with (CLIP2Point's release: ViT-B-32)")
+    encoder.load_state_dict({k: visual_sd[k].to(own[k].dtype) for k in own})
+    log.info("loaded depth encoder from %s (%s layout)", path, layout)
+    return encoder.eval().requires_grad_(False)
+
+
+class ClipBackbone(nn.Module):
+    """A frozen CLIP model plus an optional CLIP2Point depth encoder, with cached text features.
+
+    Use :func:`load_backbone` to build one. All encoders are in eval mode and frozen.
+
+    Attributes:
+        model: the open_clip CLIP model.
+        depth_encoder: a second visual tower (CLIP2Point), or None.
+        weights: where the CLIP weights came from; ``depth_weights`` likewise for the depth encoder.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, model_name: str, weights: WeightsSource) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.weights = weights
+        self.depth_encoder: nn.Module | None = None
+        self.depth_weights: WeightsSource | None = None
+        self._text_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") else int(self.model.visual.output_dim)
+
+    @property
+    def image_size(self) -> int:
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature, exp(logit_scale) (100 for OpenAI's weights)."""
+        return float(self.model.logit_scale.exp().item())
+
+    def set_depth_encoder(self, path: str | os.PathLike | None) -> None:
+        """Load (or with None, drop) a CLIP2Point depth encoder."""
+        if path is None:
+            self.depth_encoder, self.depth_weights = None, None
+            return
+        enc = load_depth_encoder(path, self.model.visual).to(self.device)
+        self.depth_encoder, self.depth_weights = enc, WeightsSource("depth-encoder", str(path))
+
+    def describe(self) -> str:
+        """One line: model, weights, depth encoder."""
+        s = f"{self.model_name}, weights: {self.weights.describe()}"
+        if self.depth_weights is not None:
+            s += f"; depth encoder: {self.depth_weights.location}"
+        return s
+
+    @torch.inference_mode()
+    def text_features(self, classes: Sequence[str], template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
+        """L2-normalised text features of ``template.format(c)`` for each class.
+
+        Args:
+            classes: C class names (words, e.g. "night stand").
+            template: a prompt with one ``{}``, e.g. "image of a {}" (CLIP2Point's release).
+
+        Returns:
+            (C, D) float32 on the backbone's device. Cached per (template, classes).
+
+        Raises:
+            Clip2PointError: the template has no ``{}`` placeholder.
+        """
+        if "{}" not in template:
+            raise Clip2PointError(f"prompt template {template!r} has no '{{}}' placeholder for the class name, e.g. \"image of a {{}}\"")
+        key = (template, tuple(classes))
+        if key in self._text_cache:
+            self._text_cache.move_to_end(key)
+            return self._text_cache[key]
+        tokens = self.tokenizer([template.format(c) for c in classes]).to(self.device)
+        feats = self.model.encode_text(tokens, normalize=True).float()
+        self._text_cache[key] = feats
+        while len(self._text_cache) > 64:
+            self._text_cache.popitem(last=False)
+        return feats
+
+    @torch.inference_mode()
+    def encode_images(self, images: torch.Tensor, encoder: str = "clip", batch_size: int = 64) -> torch.Tensor:
+        """L2-normalised image features.
+
+        Args:
+            images: (..., 3, H, W) float32, CLIP-normalised (see ``clip_normalize``).
+            encoder: "clip" (the CLIP visual tower) or "depth" (the CLIP2Point depth encoder).
+            batch_size: images per forward pass.
+
+        Returns:
+            (..., D) float32 on the backbone's device.
+        """
+        visual = self.visual(encoder)
+        lead = images.shape[:-3]
+        flat = images.reshape(-1, *images.shape[-3:])
+        out = [
+            torch.nn.functional.normalize(visual(flat[i : i + batch_size].to(self.device)).float(), dim=-1)
+            for i in range(0, flat.shape[0], batch_size)
+        ]
+        return torch.cat(out).reshape(*lead, -1)
+
+    def visual(self, encoder: str = "clip") -> nn.Module:
+        """The visual tower: "clip" or "depth"."""
+        if encoder == "depth":
+            if self.depth_encoder is None:
+                raise Clip2PointError("no depth encoder loaded; pass --depth-encoder FILE (e.g. CLIP2Point's best_eval.pth)")
+            return self.depth_encoder
+        if encoder != "clip":
+            raise Clip2PointError(f"encoder must be 'clip' or 'depth', got {encoder!r}")
+        return self.model.visual
+
+
+def load_backbone(
+    model_name: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    device: torch.device | str = "cpu",
+    depth_encoder: str | os.PathLike | None = None,
+    quick_gelu: bool | None = None,
+    allow_download: bool = True,
+) -> ClipBackbone:
+    """Build a frozen CLIP backbone (and optionally a CLIP2Point depth encoder).
+
+    Args:
+        model_name: open_clip architecture, default "ViT-B-32" (CLIP2Point's).
+        weights: None (search: $CLIP2POINT_WEIGHTS, weights/, open_clip cache, download),
+            "random", an open_clip pretrained tag, or a checkpoint path (OpenAI ``.pt``,
+            open_clip ``.bin``/``.safetensors``).
+        device: "cpu", "cuda", "cuda:1", ... Nothing is hard-coded to a GPU.
+        depth_encoder: path to CLIP2Point's ``best_eval.pth`` or an exported depth encoder.
+        quick_gelu: see :class:`BackboneConfig`.
+        allow_download: allow open_clip to download a pretrained tag.
+
+    Raises:
+        WeightsNotFoundError: no weights found (message says how to get them).
+        CheckpointError: a weights file is corrupt, unsafe, or does not fit ``model_name``.
+    """
+    config = BackboneConfig(model_name, weights, quick_gelu, allow_download)
+    source = resolve_weights(config)
+    oc = _open_clip()
+    if quick_gelu is None:
+        tag_cfg = oc.get_pretrained_cfg(model_name, source.location) if source.kind == "tag" else {}
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False)) or source.kind == "file" or (source.kind == "tag" and source.location == "openai")
+        if source.kind == "random":
+            quick_gelu = bool(oc.get_model_config(model_name).get("quick_gelu", False)) or model_name == DEFAULT_MODEL
+    log.info("loading %s with %s", model_name, source.describe())
+    kwargs = dict(device=device, force_quick_gelu=quick_gelu)
+    if source.kind == "tag":
+        try:
+            model = oc.create_model(model_name, pretrained=source.location, **kwargs)
+        except Exception as e:
+            raise WeightsNotFoundError(
+                f"could not get open_clip weights {model_name}/{source.location} ({str(e).splitlines()[0][:200]}). "
+                + _how_to_get_weights(config, [f"download of tag {source.location!r}: failed"]).split(". ", 1)[1]
+            ) from None
+    else:
+        model = oc.create_model(model_name, pretrained=None, **kwargs)
+        if source.kind == "file":
+            sd, _ = load_state_dict_file(source.location)
+            _load_full_clip(model, sd, source.location, model_name)
+    backbone = ClipBackbone(model, oc.get_tokenizer(model_name), model_name, source)
+    if depth_encoder is not None:
+        backbone.set_depth_encoder(depth_encoder)
+    return backbone
+
+
+def _load_full_clip(model: nn.Module, sd: dict[str, torch.Tensor], path: str, model_name: str) -> None:
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    for k in ("input_resolution", "context_length", "vocab_size"):
+        sd.pop(k, None)
+    if any(k.startswith("point_model.") for k in sd):
+        raise CheckpointError(f"{path} is a CLIP2Point depth-encoder checkpoint, not CLIP weights; pass it as --depth-encoder instead")
+    try:
+        from open_clip.factory import convert_state_dict
+
+        sd = convert_state_dict(model, sd)
+        if "logit_scale" in sd and sd["logit_scale"].ndim != model.logit_scale.ndim:
+            sd["logit_scale"] = sd["logit_scale"].reshape(model.logit_scale.shape)
+        model.load_state_dict(sd, strict=True)
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(
+            f"{path}: these weights do not fit {model_name} ({str(e).splitlines()[0][:200]}); "
+            "pass --model with the architecture they were trained for"
+        ) from None

@@ -1,0 +1,321 @@
+"""`clip2point` command line: render depth views, zero-shot classify, evaluate, manage data.
+
+Every error a user can cause ends with one clear line on stderr and a non-zero exit
+(the full traceback with --debug).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+EPILOG = """\
+examples:
+  clip2point info
+  clip2point render chair.ply -o views/ --views 10 --format png
+  clip2point zeroshot chair.ply --class-set modelnet40 --weights openai
+  clip2point zeroshot scan.npy --classes "chair,table,lamp" --template "a depth map of a {}" --json
+  clip2point zeroshot shapes.h5 --index 3 --up z --class-set modelnet10 --weights random
+  clip2point eval --dataset modelnet10 --data-dir ../shared/data/modelnet10 --limit 100 --plot cm.png
+  clip2point data download modelnet10 -o data/
+
+weights: without --weights, clip2point looks at $CLIP2POINT_WEIGHTS, then weights/ (ViT-B-32*.pt|.bin|
+.safetensors), then open_clip's cache / download of the 'openai' tag. If none is found it stops and says
+how to get weights; `--weights random` runs with random weights (scores are then meaningless).
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _add_shape_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--up", choices=("y", "z"), default="y",
+                   help="up axis of the input: z for ModelNet OFF data and its samples (mapped (x,y,z)->(-y,z,-x)), y otherwise")
+    p.add_argument("--num-points", type=int, default=1024, help="points kept per shape (farthest point sampling); 0 keeps all")
+    p.add_argument("--index", type=int, default=0, help="which shape of a multi-shape .h5/.npy/.npz file")
+    p.add_argument("--seed", type=int, default=0, help="seed of point sampling")
+
+
+def _add_render_args(p: argparse.ArgumentParser, default_views: str) -> None:
+    p.add_argument("--views", choices=("6", "10"), default=default_views,
+                   help="view set: 6 = released zero-shot views, 10 = pre-training/few-shot views")
+    p.add_argument("--image-size", type=int, default=224, help="depth image size in pixels (H = W)")
+    p.add_argument("--radius", type=float, default=0.02, help="splat radius in NDC units (0.02 ≈ 2.2 px at 224²)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
+    p.add_argument("--weights", default=None, metavar="TAG|PATH|random",
+                   help="CLIP weights: an open_clip tag (openai), a checkpoint file, or 'random' (meaningless scores)")
+    p.add_argument("--depth-encoder", default=None, metavar="PATH",
+                   help="CLIP2Point depth encoder (authors' best_eval.pth or `clip2point weights export` output); used instead of CLIP's visual tower")
+    p.add_argument("--template", default="image of a {}", help="prompt template; {} is replaced by the class name")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=32, help="shapes per batch")
+    p.add_argument("--offline", action="store_true", help="never try to download weights")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clip2point",
+        description="CLIP2Point (ICCV 2023): render point clouds to depth maps and classify them with CLIP.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("info", help="versions, device, and which weights were found where", formatter_class=_Formatter)
+    p.add_argument("--brief", action="store_true", help="one line per item, no weights lookup")
+    p.add_argument("--model", default="ViT-B-32", help="architecture whose weights to look for")
+
+    p = sub.add_parser("render", help="render depth views of point clouds/meshes to PNG or NPY",
+                       description="Render depth views exactly as CLIP2Point does (unit sphere, orthographic, "
+                                   "nearest-point disks, white background). npy: OUT/<stem>_depth.npy, float32 "
+                                   "(V, H, W) in [0, 1] with background 1.0; png: one image per view plus a grid.",
+                       formatter_class=_Formatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="point-cloud or mesh files")
+    p.add_argument("-o", "--out-dir", required=True, help="output folder (created)")
+    p.add_argument("--format", choices=("png", "npy"), default="png")
+    _add_shape_args(p)
+    _add_render_args(p, "10")
+
+    p = sub.add_parser("zeroshot", help="zero-shot classify point clouds/meshes by class names",
+                       description="Render each input, encode every view with CLIP, compare with the class prompts; "
+                                   "shape logits = sum of per-view logits (CLIP2Point's released protocol).",
+                       formatter_class=_Formatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="point-cloud or mesh files")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--classes", help='comma-separated class names, e.g. "chair,table,lamp"')
+    g.add_argument("--class-set", choices=("modelnet10", "modelnet40", "scanobjectnn"), help="a class-name preset")
+    p.add_argument("--top-k", type=int, default=5, help="classes shown per input")
+    p.add_argument("--json", action="store_true", help="print one JSON object per input (file, classes, probs, top, view_logits)")
+    _add_shape_args(p)
+    _add_render_args(p, "6")
+    _add_model_args(p)
+
+    p = sub.add_parser("eval", help="zero-shot accuracy on ModelNet10/40 (accuracy, per-class, confusion matrix)",
+                       formatter_class=_Formatter)
+    p.add_argument("--dataset", choices=("modelnet10", "modelnet40"), required=True)
+    p.add_argument("--data-dir", required=True, help="folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N shapes (0 = all)")
+    p.add_argument("--num-points", type=int, default=1024, help="points per shape")
+    p.add_argument("--up", choices=("y", "z"), default=None, help="override the dataset's up axis")
+    p.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_render_args(p, "6")
+    _add_model_args(p)
+
+    p = sub.add_parser("data", help="datasets: download ModelNet10/40", formatter_class=_Formatter)
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    d = dsub.add_parser("download", help="download and unzip the official ModelNet archive", formatter_class=_Formatter)
+    d.add_argument("name", choices=("modelnet10", "modelnet40"))
+    d.add_argument("-o", "--out-dir", default="data", help="where to unzip")
+    return parser
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _progress(args, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="shape", disable=args.quiet or total <= 1, file=sys.stderr)
+
+
+def _load_inputs(args):
+    from .io import load_point_cloud
+
+    for path in args.inputs:
+        yield path, load_point_cloud(path, num_points=args.num_points or None, up=args.up, seed=args.seed, index=args.index)
+
+
+def cmd_render(args) -> int:
+    import numpy as np
+
+    from .plots import save_view_grid
+    from .render import DepthRenderer, RasterSettings
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    renderer = DepthRenderer(args.views, RasterSettings(args.image_size, args.radius))
+    labels = renderer.views.labels()
+    with _progress(args, len(args.inputs), "render") as bar:
+        for path, pc in _load_inputs(args):
+            depth = renderer(pc.points)[0].numpy()  # (V, H, W)
+            stem = Path(path).stem + (f"_{args.index}" if args.index else "")
+            if args.format == "npy":
+                np.save(out / f"{stem}_depth.npy", depth.astype(np.float32))
+                written = f"{stem}_depth.npy"
+            else:
+                from PIL import Image
+
+                for k, img in enumerate(depth):
+                    Image.fromarray((img * 255).round().astype(np.uint8)).save(out / f"{stem}_view{k:02d}.png")
+                save_view_grid(depth, labels, out / f"{stem}_grid.png", title=f"{Path(path).name}: {len(pc)} points")
+                written = f"{stem}_view00..{len(depth) - 1:02d}.png, {stem}_grid.png"
+            bar.update(1)
+            logging.getLogger("clip2point").info("%s -> %s/%s", path, out, written)
+    print(f"wrote {len(args.inputs)} shape(s) × {len(labels)} views to {out}/")
+    return 0
+
+
+def _backbone(args):
+    from .backbone import load_backbone
+
+    t = time.perf_counter()
+    bb = load_backbone(args.model, args.weights, _device(args.device), args.depth_encoder, allow_download=not args.offline)
+    logging.getLogger("clip2point").info("loaded %s in %.1f s", bb.describe(), time.perf_counter() - t)
+    if bb.weights.is_random:
+        print("WARNING: CLIP weights are random (--weights random): the scores below are meaningless.", file=sys.stderr)
+    return bb
+
+
+def _classes(args) -> list[str]:
+    from .classes import get_class_set, parse_classes
+
+    return get_class_set(args.class_set) if args.class_set else parse_classes(args.classes)
+
+
+def cmd_zeroshot(args) -> int:
+    from .zeroshot import ZeroShotClassifier
+
+    classes = _classes(args)
+    clouds = list(_load_inputs(args))  # read (and validate) every file before loading the model
+    clf = ZeroShotClassifier(_backbone(args), classes, args.template, args.views, image_size=args.image_size,
+                             radius=args.radius, batch_size=args.batch_size * len(args.views))
+    with _progress(args, len(clouds), "zero-shot") as bar:
+        for path, pc in clouds:
+            res = clf.predict(pc.points, keep_depth=False)
+            if args.json:
+                print(json.dumps({"file": str(path), **res.as_dict()}))
+            else:
+                print(f"{path}  ({len(pc)} points, {len(res.view_labels)} views, template {clf.template!r})")
+                for name, prob in res.top(args.top_k):
+                    print(f"  {name:<16s} {prob * 100:6.2f}%  {'█' * round(prob * 30)}")
+                print("  per-view winners: " + ", ".join(res.view_votes()))
+            bar.update(1)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .datasets import open_dataset
+    from .evaluate import evaluate_zero_shot
+    from .zeroshot import ZeroShotClassifier
+
+    ds = open_dataset(args.dataset, args.data_dir, args.split, num_points=args.num_points, up=args.up)
+    if args.limit:
+        ds = ds.subset(range(min(args.limit, len(ds))))
+    clf = ZeroShotClassifier(_backbone(args), ds.class_names, args.template, args.views,
+                             image_size=args.image_size, radius=args.radius, batch_size=args.batch_size * int(args.views))
+    with _progress(args, len(ds), f"eval {args.dataset}/{args.split}") as bar:
+        res = evaluate_zero_shot(clf, ds, batch_size=args.batch_size, progress=bar.update)
+    if args.plot:
+        from .plots import save_confusion_matrix
+
+        save_confusion_matrix(res.confusion, res.classes, args.plot,
+                              title=f"{args.dataset} {args.split}: zero-shot {res.accuracy * 100:.2f}% ({len(res.labels)} shapes)")
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, "split": args.split, "weights": clf.backbone.describe(), **res.as_dict()}))
+        return 0
+    print(f"{args.dataset} {args.split}: {len(res.labels)} shapes, {clf.backbone.describe()}")
+    print(f"  accuracy {res.accuracy * 100:.2f}%   mean class accuracy {res.mean_class_accuracy * 100:.2f}%")
+    for name, acc in res.per_class_accuracy.items():
+        print(f"  {name:<14s} {'   n/a' if acc != acc else f'{acc * 100:6.2f}%'}")
+    if args.plot:
+        print(f"  confusion matrix: {args.plot}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import platform
+
+    import numpy
+    import torch
+
+    from . import __version__
+    from .weights import KNOWN_CHECKPOINTS, find_weight_files, weights_dirs
+
+    def version(mod: str) -> str:
+        try:
+            from importlib.metadata import version as v
+
+            return v(mod)
+        except Exception:
+            return "not installed"
+
+    print(f"clip2point {__version__}  python {platform.python_version()}  torch {torch.__version__}  "
+          f"open_clip {version('open_clip_torch')}  open3d {version('open3d')}  numpy {numpy.__version__}")
+    cuda = torch.cuda.is_available()
+    print(f"device: {'cuda (' + torch.cuda.get_device_name(0) + ')' if cuda else 'cpu'} "
+          f"({torch.get_num_threads()} CPU threads); entry points take --device")
+    if args.brief:
+        return 0
+    print("weights folders: " + ", ".join(f"{d}{'' if d.is_dir() else ' (missing)'}" for d in weights_dirs()))
+    files = find_weight_files()
+    print("files there: " + (", ".join(str(f) for f in files) if files else "none"))
+    from .backbone import BackboneConfig, resolve_weights
+    from .errors import WeightsNotFoundError
+
+    try:
+        src = resolve_weights(BackboneConfig(args.model, allow_download=False))
+        print(f"CLIP weights for {args.model}: {src.describe()}")
+    except WeightsNotFoundError as e:
+        print(f"CLIP weights for {args.model}: NOT FOUND. {e}")
+    print("known checkpoints:")
+    for k in KNOWN_CHECKPOINTS:
+        print(f"  {k.name:<22s} {k.kind:<13s} {k.source}\n  {'':<22s} how: {k.how}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .datasets import download_dataset
+
+    path = download_dataset(args.name, args.out_dir, progress=not args.quiet)
+    print(f"{args.name} ready in {path}; use --data-dir {path}")
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "render": cmd_render, "zeroshot": cmd_zeroshot, "eval": cmd_eval, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.debug:  # keep third-party chatter (open_clip, open3d) out of the way
+        for name in ("root", "open_clip", "httpx", "urllib3", "matplotlib", "PIL"):
+            logging.getLogger(None if name == "root" else name).setLevel(logging.WARNING)
+        logging.getLogger("clip2point").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    from .errors import Clip2PointError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (Clip2PointError, OSError) as e:
+        if args.debug:
+            raise
+        msg = str(e) if isinstance(e, Clip2PointError) else f"{type(e).__name__}: {e}"
+        print(f"clip2point {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"clip2point {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

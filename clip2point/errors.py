@@ -1,0 +1,50 @@
+"""One exception family for everything a user can get wrong.
+
+Every error raised on purpose by clip2point derives from :class:`Clip2PointError`, itself a
+``ValueError``, and its message names the offending file or value *and* what to do about it.
+The CLI prints ``str(err)`` on one line (no traceback unless ``--debug``); the app shows it in
+the page and keeps running.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "Clip2PointError",
+    "PointCloudFileError",
+    "UnsupportedFormatError",
+    "WeightsNotFoundError",
+    "CheckpointError",
+    "UnknownClassSetError",
+    "DatasetError",
+]
+
+
+class Clip2PointError(ValueError):
+    """Base class of all errors clip2point raises for bad input or missing resources."""
+
+
+class PointCloudFileError(Clip2PointError):
+    """A point-cloud or mesh file could not be turned into points.
+
+    Raised for empty files, files with no points, NaN/inf coordinates, fewer than 2 distinct
+    points, truncated or corrupt files, and pickled ``.npy`` files (never unpickled).
+    """
+
+
+class UnsupportedFormatError(PointCloudFileError):
+    """The file extension is not one clip2point reads (the message lists those it does)."""
+
+
+class WeightsNotFoundError(Clip2PointError):
+    """No CLIP weights were found; the message lists where clip2point looked and how to get them."""
+
+
+class CheckpointError(Clip2PointError):
+    """A checkpoint file is corrupt, truncated, unsafe to load, or has the wrong keys/shapes."""
+
+
+class UnknownClassSetError(Clip2PointError):
+    """An unknown class-set preset or an empty/duplicated class list."""
+
+
+class DatasetError(Clip2PointError):
+    """A dataset folder is missing, has an unknown layout, or cannot be downloaded."""

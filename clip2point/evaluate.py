@@ -1,0 +1,95 @@
+"""Zero-shot evaluation on a labelled dataset: accuracy, per-class accuracy, confusion matrix."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .datasets import PointCloudDataset
+from .zeroshot import ZeroShotClassifier
+
+__all__ = ["EvalResult", "evaluate_zero_shot", "iter_batches"]
+
+
+@dataclass
+class EvalResult:
+    """Evaluation of C-way classification on S shapes.
+
+    Attributes:
+        classes: C class names. labels, predictions: (S,) int64.
+        confusion: (C, C) int64, rows = true class, columns = predicted class.
+    """
+
+    classes: list[str]
+    labels: np.ndarray
+    predictions: np.ndarray
+
+    @property
+    def confusion(self) -> np.ndarray:
+        c = len(self.classes)
+        return np.bincount(self.labels * c + self.predictions, minlength=c * c).reshape(c, c)
+
+    @property
+    def accuracy(self) -> float:
+        """Overall top-1 accuracy in [0, 1] (ModelNet papers' 'OA')."""
+        return float((self.labels == self.predictions).mean()) if len(self.labels) else float("nan")
+
+    @property
+    def per_class_accuracy(self) -> dict[str, float]:
+        """Recall per class (NaN for classes absent from the evaluated shapes)."""
+        cm = self.confusion
+        totals = cm.sum(axis=1)
+        return {n: (float(cm[i, i] / totals[i]) if totals[i] else float("nan")) for i, n in enumerate(self.classes)}
+
+    @property
+    def mean_class_accuracy(self) -> float:
+        vals = [v for v in self.per_class_accuracy.values() if not np.isnan(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def as_dict(self) -> dict:
+        return {
+            "num_shapes": int(len(self.labels)),
+            "accuracy": self.accuracy,
+            "mean_class_accuracy": self.mean_class_accuracy,
+            "per_class_accuracy": self.per_class_accuracy,
+            "classes": list(self.classes),
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+
+def iter_batches(dataset: PointCloudDataset, batch_size: int):
+    """Yield (points (b, N, 3) float32 tensor, labels (b,) int64 tensor) batches in order."""
+    arr = dataset.points_array
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(start + batch_size, len(dataset)))
+        if arr is not None:
+            pts = torch.from_numpy(np.ascontiguousarray(arr[start : idx.stop]))
+        else:
+            items = [dataset[i][0] for i in idx]
+            n = min(len(p) for p in items)  # lazy layouts may differ in point count
+            pts = torch.stack([p[:n] for p in items])
+        yield pts, torch.as_tensor(dataset.labels[start : idx.stop], dtype=torch.int64)
+
+
+def evaluate_zero_shot(
+    classifier: ZeroShotClassifier,
+    dataset: PointCloudDataset,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Zero-shot top-1 on ``dataset`` with ``classifier`` (whose classes must be the dataset's, in order).
+
+    Args:
+        progress: called with the number of shapes done after each batch (e.g. ``tqdm.update``).
+    """
+    preds, labels = [], []
+    for pts, lab in iter_batches(dataset, batch_size):
+        res = classifier.predict(pts, keep_depth=False)
+        preds.append(res.logits.argmax(dim=1).numpy())
+        labels.append(lab.numpy())
+        if progress is not None:
+            progress(len(lab))
+    cat = (lambda xs: np.concatenate(xs).astype(np.int64)) if preds else (lambda xs: np.zeros(0, np.int64))
+    return EvalResult(list(classifier.classes), cat(labels), cat(preds))

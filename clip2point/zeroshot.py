@@ -1,0 +1,144 @@
+"""Zero-shot classification of point clouds: render views, encode, compare with class prompts.
+
+CLIP2Point's released zero-shot protocol (Huang et al., ICCV 2023, §4.2): L2-normalised per-view
+image features · L2-normalised text features of ``"image of a {class}"`` give per-view logits;
+the shape's logits are their sum over views (equal weights, no post-search).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .backbone import DEFAULT_TEMPLATE, ClipBackbone
+from .classes import parse_classes
+from .errors import Clip2PointError
+from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
+
+__all__ = ["ZeroShotClassifier", "ZeroShotResult"]
+
+
+@dataclass
+class ZeroShotResult:
+    """Scores of B shapes against C classes seen from V views.
+
+    Attributes:
+        classes: the C class names, in score order.
+        view_logits: (B, V, C) float32: ``logit_scale · cos(view feature, text feature)``.
+        logits: (B, C) float32: sum of ``view_logits`` over views (CLIP2Point's aggregation).
+        probs: (B, C) float32: ``softmax(logits / V)``, i.e. CLIP's softmax of the mean view logit.
+        depth: (B, V, H, W) depth images that were classified (in [0, 1], background 1).
+        view_labels: V strings ("elev 0°, azim 90°").
+    """
+
+    classes: list[str]
+    view_logits: torch.Tensor
+    logits: torch.Tensor
+    probs: torch.Tensor
+    depth: torch.Tensor | None = None
+    view_labels: list[str] = field(default_factory=list)
+
+    def top(self, k: int = 5, index: int = 0) -> list[tuple[str, float]]:
+        """The k most probable (class, probability) pairs of shape ``index``."""
+        p = self.probs[index]
+        vals, idx = p.topk(min(k, p.numel()))
+        return [(self.classes[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist())]
+
+    def predictions(self) -> list[str]:
+        """Predicted class name per shape (argmax of ``logits``)."""
+        return [self.classes[i] for i in self.logits.argmax(dim=1).tolist()]
+
+    def view_votes(self, index: int = 0) -> list[str]:
+        """The winning class of each view of shape ``index``."""
+        return [self.classes[i] for i in self.view_logits[index].argmax(dim=1).tolist()]
+
+    def as_dict(self, index: int = 0) -> dict:
+        """JSON-ready result of one shape: classes, probs, top (class, prob) pairs, view_logits (V×C)."""
+        return {
+            "classes": list(self.classes),
+            "probs": [round(float(p), 6) for p in self.probs[index].tolist()],
+            "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top(5, index)],
+            "view_labels": list(self.view_labels),
+            "view_logits": [[round(float(x), 5) for x in row] for row in self.view_logits[index].tolist()],
+        }
+
+
+class ZeroShotClassifier:
+    """Classify point clouds by class names, CLIP2Point-style.
+
+    Args:
+        backbone: a :class:`~clip2point.backbone.ClipBackbone` (see ``load_backbone``).
+        classes: class names (words) or a comma-separated string.
+        template: prompt template with one ``{}`` (default CLIP2Point's "image of a {}").
+        views: "6" (released zero-shot default), "10", or a :class:`ViewSet`.
+        encoder: "auto" (the depth encoder when one is loaded, else CLIP), "clip", or "depth".
+        image_size, radius: rendering settings (defaults: the backbone's input size, 0.02 NDC).
+        batch_size: images per encoder forward pass.
+
+    Example:
+        >>> clf = ZeroShotClassifier(load_backbone(weights="openai"), ["chair", "table"])
+        >>> clf.predict(load_point_cloud("chair.ply", up="z").points).top(1)
+    """
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        classes: str | Sequence[str],
+        template: str = DEFAULT_TEMPLATE,
+        views: str | int | ViewSet = "6",
+        encoder: str = "auto",
+        image_size: int | None = None,
+        radius: float = 0.02,
+        batch_size: int = 64,
+    ) -> None:
+        self.backbone = backbone
+        self.renderer = DepthRenderer(get_view_set(views), RasterSettings(image_size or backbone.image_size, radius))
+        self.batch_size = batch_size
+        self.encoder = encoder
+        self.set_prompts(classes, template)
+
+    @property
+    def views(self) -> ViewSet:
+        return self.renderer.views  # type: ignore[return-value]
+
+    def set_prompts(self, classes: str | Sequence[str], template: str | None = None) -> None:
+        """Change the class list and/or template (text features come from the backbone's cache)."""
+        self.classes = parse_classes(classes)
+        self.template = template if template is not None else getattr(self, "template", DEFAULT_TEMPLATE)
+        self.text_features = self.backbone.text_features(self.classes, self.template)
+
+    def _encoder_name(self) -> str:
+        if self.encoder == "auto":
+            return "depth" if self.backbone.depth_encoder is not None else "clip"
+        if self.encoder not in ("clip", "depth"):
+            raise Clip2PointError(f"encoder must be 'auto', 'clip' or 'depth', got {self.encoder!r}")
+        return self.encoder
+
+    def render(self, points) -> torch.Tensor:
+        """(B, V, H, W) depth images of (N, 3) or (B, N, 3) points, on the backbone's device."""
+        pts = torch.as_tensor(points, dtype=torch.float32) if not isinstance(points, torch.Tensor) else points
+        return self.renderer(pts.to(self.backbone.device))
+
+    def view_features(self, depth: torch.Tensor) -> torch.Tensor:
+        """(B, V, D) L2-normalised features of depth images (B, V, H, W)."""
+        return self.backbone.encode_images(clip_normalize(depth), self._encoder_name(), self.batch_size)
+
+    def scores(self, view_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(view_logits (B,V,C), logits (B,C), probs (B,C)) from view features (B, V, D)."""
+        view_logits = self.backbone.logit_scale * view_features @ self.text_features.T
+        logits = view_logits.sum(dim=1)
+        probs = torch.softmax(logits / view_logits.shape[1], dim=-1)
+        return view_logits.cpu(), logits.cpu(), probs.cpu()
+
+    def predict(self, points, keep_depth: bool = True) -> ZeroShotResult:
+        """Score (N, 3) or (B, N, 3) point clouds (y-up; any units) against the classes.
+
+        Raises:
+            Clip2PointError: empty, NaN/inf or degenerate points (see ``render_depth``).
+        """
+        depth = self.render(points)
+        view_logits, logits, probs = self.scores(self.view_features(depth))
+        return ZeroShotResult(
+            self.classes, view_logits, logits, probs, depth.cpu() if keep_depth else None, self.views.labels()
+        )
