@@ -53,11 +53,12 @@ def normalize_unit_sphere(points: torch.Tensor) -> torch.Tensor:
     Raises:
         Clip2PointError: a shape whose points are all identical (no extent to normalise).
     """
-    centred = points - points.mean(dim=1, keepdim=True)
+    p64 = points.double()  # float64 keeps large offsets/units (e.g. geo coordinates) from losing precision
+    centred = p64 - p64.mean(dim=1, keepdim=True)
     scale = centred.norm(dim=-1).amax(dim=1)  # (B,)
     if bool((scale <= 0).any()):
         raise Clip2PointError("a point cloud has fewer than 2 distinct points; it cannot be rendered")
-    return centred / scale[:, None, None]
+    return (centred / scale[:, None, None]).to(points.dtype)
 
 
 @dataclass

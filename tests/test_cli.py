@@ -1,0 +1,127 @@
+"""The `clip2point` command line, end to end on real ModelNet10 shapes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from clip2point.cli import main
+from helpers import DATA, MN10_TEST, modelnet10_test, needs_data
+
+TINY = ["--model", "tiny-ViT-test", "--weights", "random"]
+
+
+@pytest.fixture(scope="module")
+def chair_npy(tmp_path_factory):
+    pts, labels = modelnet10_test()
+    i = int(np.nonzero(labels == 2)[0][0])  # the first chair of the test split, y-up
+    path = tmp_path_factory.mktemp("shapes") / "chair.npy"
+    np.save(path, pts[i])
+    return path
+
+
+def test_help_teaches():
+    out = subprocess.run([sys.executable, "-m", "clip2point", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "examples:" in out.stdout and "--weights random" in out.stdout
+    sub = subprocess.run([sys.executable, "-m", "clip2point", "zeroshot", "--help"], capture_output=True, text=True)
+    assert "--class-set" in sub.stdout and "--depth-encoder" in sub.stdout
+
+
+@needs_data
+def test_render_npy_matches_the_library(chair_npy, tmp_path):
+    from clip2point import load_point_cloud, render_depth
+
+    assert main(["-q", "render", str(chair_npy), "-o", str(tmp_path), "--format", "npy"]) == 0
+    depth = np.load(tmp_path / "chair_depth.npy", allow_pickle=False)
+    assert depth.shape == (10, 224, 224) and depth.dtype == np.float32
+    assert depth.max() == 1.0 and depth.min() >= 0.0
+    np.testing.assert_array_equal(depth, render_depth(load_point_cloud(chair_npy).points)[0].numpy())
+
+
+@needs_data
+def test_render_png_writes_views_and_grid(chair_npy, tmp_path):
+    assert main(["-q", "render", str(chair_npy), "-o", str(tmp_path), "--views", "6", "--image-size", "112"]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["chair_grid.png"] + [f"chair_view{k:02d}.png" for k in range(6)]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "chair_view00.png").size == (112, 112)
+
+
+@needs_data
+def test_zeroshot_json_output(chair_npy, capsys):
+    assert main(["-q", "zeroshot", str(chair_npy), str(chair_npy), "--class-set", "modelnet10", "--json", *TINY]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    obj = json.loads(lines[0])
+    assert obj["file"] == str(chair_npy) and len(obj["classes"]) == 10 and obj["classes"][6] == "night stand"
+    assert sum(obj["probs"]) == pytest.approx(1, abs=1e-4)
+    assert len(obj["view_logits"]) == 6 and len(obj["view_logits"][0]) == 10
+    assert obj["top"][0]["class"] == obj["classes"][int(np.argmax(obj["probs"]))]
+
+
+@needs_data
+def test_zeroshot_without_weights_stops_with_advice(chair_npy, capsys):
+    code = main(["zeroshot", str(chair_npy), "--classes", "chair,table", "--offline"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no CLIP weights found" in err and "--weights random" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_file_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "broken.ply"
+    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 100\nproperty float x\n")
+    code = main(["zeroshot", str(bad), "--classes", "chair,table", *TINY])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "broken.ply" in err and len(err.splitlines()) == 1
+    assert main(["render", str(tmp_path / "nope.xyz"), "-o", str(tmp_path)]) == 2
+
+
+@needs_data
+def test_eval_reports_accuracy_and_confusion_plot(tmp_path, capsys):
+    png = tmp_path / "cm.png"
+    code = main(["-q", "eval", "--dataset", "modelnet10", "--data-dir", str(DATA / "modelnet10"), "--limit", "24",
+                 "--json", "--plot", str(png), *TINY])
+    assert code == 0 and png.stat().st_size > 5000
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["num_shapes"] == 24 and 0 <= obj["accuracy"] <= 1 and len(obj["confusion_matrix"]) == 10
+    assert sum(map(sum, obj["confusion_matrix"])) == 24
+
+
+def test_eval_missing_data_dir(tmp_path, capsys):
+    assert main(["eval", "--dataset", "modelnet10", "--data-dir", str(tmp_path / "none"), *TINY]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_info_reports_versions_and_weights(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "CLIP weights for ViT-B-32: NOT FOUND" in out and "best_eval.pth" in out
+
+
+def test_data_download_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("clip2point.datasets", fromlist=["DATASET_URLS"]).DATASET_URLS,
+                        "modelnet10", "http://127.0.0.1:9/ModelNet10.zip")
+    assert main(["-q", "data", "download", "modelnet10", "-o", str(tmp_path)]) == 2
+    assert "could not download" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_data
+def test_console_script_zeroshot_on_real_vit_b_32(tmp_path):
+    """The 'done when' path: the installed `clip2point` on a ModelNet10 test shape written to .npy."""
+    pts, _ = modelnet10_test(1)
+    np.save(tmp_path / "shape.npy", pts[0])
+    exe = [sys.executable, "-m", "clip2point"]
+    out = subprocess.run([*exe, "-q", "zeroshot", str(tmp_path / "shape.npy"), "--class-set", "modelnet10",
+                          "--weights", "random", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    obj = json.loads(out.stdout)
+    assert len(obj["probs"]) == 10 and "meaningless" in out.stderr
+    raw = subprocess.run([*exe, "-q", "zeroshot", str(MN10_TEST), "--index", "0", "--up", "z", "--class-set",
+                          "modelnet10", "--weights", "random", "--json"], capture_output=True, text=True, timeout=300)
+    assert raw.returncode == 0, raw.stderr
+    assert json.loads(raw.stdout)["probs"] == pytest.approx(obj["probs"], abs=2e-3)  # z-up file + --up z == y-up npy
