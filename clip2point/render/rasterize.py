@@ -33,12 +33,14 @@ class RasterSettings:
         image_size: H = W in pixels (CLIP2Point: 224).
         radius: disk radius in NDC units (image width = 2); CLIP2Point: 0.02 (≈ 2.2 px at 224²).
         max_elements: soft cap on the number of (point, candidate pixel) pairs plus output pixels
-            processed at once; bounds peak memory (≈ 20 bytes each). Shapes are chunked under it.
+            processed at once (≈ 20 bytes each). The default keeps a chunk's working set near the
+            CPU's cache size (3 shapes × 10 views at 224²), which is ~2× faster than big chunks
+            because every pass is memory-bound; it also bounds peak memory.
     """
 
     image_size: int = 224
     radius: float = 0.02
-    max_elements: int = 40_000_000
+    max_elements: int = 3_000_000
 
     def __post_init__(self) -> None:
         if int(self.image_size) < 1:
