@@ -383,14 +383,17 @@ OBJECTS: dict[str, Callable[[], list[Part]]] = {
 
 
 def assemble(parts: list[Part]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate parts → (float32 vertices (V, 3), int64 faces (F, 3), uint8 colours (V, 3))."""
+    """Concatenate parts, lift them onto the floor (min y = 0) → (float32 vertices (V, 3),
+    int64 faces (F, 3), uint8 colours (V, 3))."""
     vertices, faces, colors, offset = [], [], [], 0
     for p in parts:
         vertices.append(p.vertices)
         faces.append(p.faces + offset)
         colors.append(np.tile(np.asarray(p.color, dtype=np.uint8), (len(p.vertices), 1)))
         offset += len(p.vertices)
-    v = np.round(np.concatenate(vertices), 6).astype(np.float32) + np.float32(0.0)  # +0.0: no "-0.0"
+    v = np.concatenate(vertices)
+    v[:, 1] -= v[:, 1].min()  # stand on the floor
+    v = np.round(v, 6).astype(np.float32) + np.float32(0.0)  # +0.0: no "-0.0"
     return v, np.concatenate(faces).astype(np.int64), np.concatenate(colors)
 
 

@@ -37,6 +37,12 @@ def test_text_features_are_normalised_and_cached(tiny_backbone):
         tiny_backbone.text_features(["chair"], "image of a chair")
 
 
+def test_truncated_text_encoding_equals_open_clip(tiny_backbone):
+    tokens = tiny_backbone.tokenizer(["image of a chair", "a depth map of a night stand", "x"])
+    full = torch.nn.functional.normalize(tiny_backbone.model.encode_text(tokens), dim=-1).detach()
+    torch.testing.assert_close(tiny_backbone.encode_text_tokens(tokens), full, atol=1e-5, rtol=1e-5)
+
+
 def test_no_weights_found_lists_where_it_looked():
     with pytest.raises(WeightsNotFoundError) as e:
         resolve_weights(BackboneConfig("ViT-B-32"))
@@ -161,6 +167,9 @@ def test_real_vit_b_32_architecture_with_released_depth_encoder_layout(tmp_path)
     assert isinstance(bb.model.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
     visual = bb.model.visual.state_dict()
     assert {"conv1.weight", "class_embedding", "positional_embedding", "ln_pre.weight", "ln_post.weight", "proj"} <= set(visual)
+    tokens = bb.tokenizer(["image of a bathtub", "image of a night stand"])
+    torch.testing.assert_close(bb.encode_text_tokens(tokens), torch.nn.functional.normalize(bb.model.encode_text(tokens), dim=-1).detach(),
+                               atol=1e-5, rtol=1e-5)
     depth_sd = _perturbed(visual, seed=5)
     path = tmp_path / "best_eval.pth"
     torch.save(_released_layout(depth_sd, visual), path)
