@@ -40,6 +40,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +89,15 @@ class ImageViewError(Clip2PointError):
     """Bad input for an image-view render (mesh/points/colours/light/settings); the message says what to fix."""
 
 
+@dataclass(frozen=True)
 class Shading:
     """Phong coefficients shared by the mesh and point renderers.
 
     ``colour = albedo · (ambient + diffuse · max(n·l, 0)) + specular · max(r·v, 0)^shininess``
     with ``n`` the two-sided normal (flipped towards the camera), ``l`` the direction to the light,
-    ``v`` the direction to the camera and ``r`` the mirror of ``l`` about ``n``. pytorch3d's
-    default lights are ambient 0.5 / diffuse 0.3 / specular 0.2; we use more diffuse so the
-    shape reads clearly at 224².
+    ``v`` the direction to the camera and ``r`` the mirror of ``l`` about ``n``; white light,
+    white specular. pytorch3d's default lights are ambient 0.5 / diffuse 0.3 / specular 0.2;
+    we use more diffuse so the shape reads clearly at 224².
     """
 
     ambient: float = 0.35
@@ -158,7 +160,7 @@ def view_light_directions(num_views: int, light_dir: Sequence[float] | np.ndarra
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
-def _phong(albedo: np.ndarray, n: np.ndarray, to_light: np.ndarray, to_eye: np.ndarray, shading: type[Shading] | Shading) -> np.ndarray:
+def _phong(albedo: np.ndarray, n: np.ndarray, to_light: np.ndarray, to_eye: np.ndarray, shading: Shading) -> np.ndarray:
     """Shade K samples: albedo (K, 3), unit normal/light/eye vectors (K, 3) → (K, 3) in [0, 1]."""
     ndotl = np.einsum("kc,kc->k", n, to_light)
     lit = np.maximum(ndotl, 0.0)
@@ -297,7 +299,7 @@ def render_mesh_views(
     use_vertex_colors: bool = True,
     antialias: int = 1,
     normalize: bool = True,
-    shading: type[Shading] | Shading = Shading,
+    shading: Shading = Shading(),
     nthreads: int = 0,
 ) -> torch.Tensor:
     """Render a shaded triangle mesh from the depth renderer's cameras (CLIP image views).
@@ -326,12 +328,13 @@ def render_mesh_views(
         antialias: k ≥ 1 rays per pixel side (k² per pixel, box-filtered); 1 = one ray per pixel.
         normalize: centre/scale the mesh with :func:`normalize_mesh` (the depth renderer's rule).
             With False the vertices are used as given (they should lie in the unit sphere).
-        shading: Phong coefficients (:class:`Shading` or an object with the same attributes).
+        shading: Phong coefficients (:class:`Shading`).
         nthreads: open3d ray-casting threads (0 = all cores).
 
     Returns:
         (V, H, W, 3) float32 tensor in [0, 1] (``(B, V, H, W, 3)`` for a list of B meshes);
-        background exactly 1.0.
+        background exactly 1.0. Cost: about 0.15 s for 10 views at 224² of a 10k-triangle mesh
+        on 2 CPU cores (ray casting ~40 %, shading the rest); ``antialias=k`` costs ~k² times that.
 
     Raises:
         ImageViewError: malformed mesh (shape, NaN, bad indices, zero area, bad colours), bad
@@ -474,7 +477,7 @@ def render_point_views(
     *,
     color: Sequence[float] = DEFAULT_MESH_COLOR,
     normalize: bool = True,
-    shading: type[Shading] | Shading = Shading,
+    shading: Shading = Shading(),
 ) -> torch.Tensor:
     """Splat-render a point cloud in colour from the depth renderer's cameras.
 
@@ -508,7 +511,7 @@ def render_point_views(
         Clip2PointError: bad points (shape, empty, NaN, all identical), unknown view set.
         ImageViewError: colours/normals of the wrong shape or non-finite, bad light.
     """
-    batched = (torch.as_tensor(points).dim() if not isinstance(points, torch.Tensor) else points.dim()) == 3
+    batched = (points.dim() if isinstance(points, torch.Tensor) else np.ndim(points)) == 3
     pts = as_points_tensor(points)
     cols = _per_point(colors, pts, "colors")
     nrms = _per_point(normals, pts, "normals")
@@ -578,6 +581,7 @@ def image_views(
     seed: int | None = None,
     radius: float = 0.02,
     projection: str = "perspective",
+    antialias: int = 1,
     sample_seed: int = 0,
 ) -> torch.Tensor:
     """CLIP image views of anything: a mesh is ray-cast and shaded, a point cloud is splatted.
@@ -595,6 +599,7 @@ def image_views(
         light_dir, seed: the light (see :func:`view_light_directions`).
         radius: splat radius for point clouds.
         projection: for meshes, "perspective" (default) or "orthographic".
+        antialias: for meshes, k² rays per pixel (see :func:`render_mesh_views`).
         sample_seed: seed of the point-cloud subsampling.
 
     Returns:
@@ -606,7 +611,7 @@ def image_views(
     """
     from ..io import SUPPORTED_MESH_EXTENSIONS, Mesh, PointCloud, load_mesh, load_point_cloud
 
-    mesh_kw = dict(projection=projection)
+    mesh_kw: dict[str, Any] = dict(projection=projection, antialias=antialias)
     if isinstance(source, (str, Path)):
         path = Path(source)
         ext = path.suffix.lower()
