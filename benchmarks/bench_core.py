@@ -91,15 +91,17 @@ def bench_dataset(points, device: str, quick: bool) -> dict:
 
 
 MEMORY_CHILD = r"""
-import resource, sys, torch, numpy as np
+import sys, torch, numpy as np
 sys.path.insert(0, sys.argv[1])
 from clip2point.render import DepthRenderer
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024
 pts = torch.from_numpy(np.load(sys.argv[2]))
 r = DepthRenderer("10"); r(pts[:1])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
+before = status("VmRSS:")
 out = r(pts)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) / 1024, out.numel() * 4 / 2**20)
+print(status("VmHWM:") - before, out.numel() * 4 / 2**20)
 """
 
 
