@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "UnknownClassSetError",
     "DatasetError",
+    "ImageViewError",
 ]
 
 
@@ -48,3 +49,7 @@ class UnknownClassSetError(Clip2PointError):
 
 class DatasetError(Clip2PointError):
     """A dataset folder is missing, has an unknown layout, or cannot be downloaded."""
+
+
+class ImageViewError(Clip2PointError):
+    """Bad input for an image-view (RGB) render: mesh, points, colours, light or settings."""

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import Clip2PointError
+from ..errors import ImageViewError
 from .cameras import ViewSet, camera_centers, get_view_set, look_at_rotation
 from .rasterize import RasterSettings, _axis_candidates
 from .renderer import DepthRenderer, as_points_tensor
@@ -83,10 +83,6 @@ PERSPECTIVE_DISTANCE_FACTOR = 2.0
 #: Rays processed per (shape, view) chunk in the point rasterizer: bounds memory (≈ 40 B each).
 _POINT_CANDIDATES_PER_CHUNK = 8_000_000
 _PROJECTIONS = ("perspective", "orthographic")
-
-
-class ImageViewError(Clip2PointError):
-    """Bad input for an image-view render (mesh/points/colours/light/settings); the message says what to fix."""
 
 
 @dataclass(frozen=True)
