@@ -8,12 +8,16 @@ SHAPE     ?= ../shared/data/modelnet10/modelnet10_pcd1024_test.h5
 
 .PHONY: install system-deps run test clean
 
+# open3d needs libusb-1.0 at import time; the browser tests drive Debian's chromium (no browser
+# download). Debian/Ubuntu only; skipped when present, or with a hint when not root.
+APT_PKGS := $(if $(shell ldconfig -p 2>/dev/null | grep libusb-1.0.so.0),,libusb-1.0-0) $(if $(wildcard /usr/bin/chromium),,chromium)
+
 system-deps:
-	@# open3d needs libusb-1.0 at import time; Debian/Ubuntu only, skipped when present or not root.
-	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0.so.0; then \
+	@if [ -n "$(strip $(APT_PKGS))" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null; \
-	  else echo "please install libusb-1.0-0 (e.g. sudo apt-get install libusb-1.0-0)"; fi; \
+	    echo "installing system packages: $(APT_PKGS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; \
+	  else echo "please install: $(APT_PKGS) (e.g. sudo apt-get install $(APT_PKGS))"; fi; \
 	fi
 
 $(BIN)/python:

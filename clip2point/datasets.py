@@ -44,6 +44,7 @@ Up axis of the raw files (the ``up=`` argument overrides it for the whole datase
 """
 from __future__ import annotations
 
+import abc
 import fnmatch
 import hashlib
 import json
@@ -61,6 +62,7 @@ from torch.utils.data import Dataset
 
 from .classes import MODELNET10, MODELNET40, class_names as _words
 from .errors import DatasetError
+from .io import convert_up_axis, load_point_cloud
 
 __all__ = [
     "PointCloudDataset",
@@ -98,13 +100,11 @@ def _to_y_up(points: np.ndarray, up: str) -> np.ndarray:
     points = np.asarray(points, dtype=np.float32)
     if up == "y":
         return points
-    from .io import convert_up_axis  # lazy: io.py is optional at import time
-
     flat = np.asarray(convert_up_axis(points.reshape(-1, 3), up), dtype=np.float32)
     return flat.reshape(points.shape)
 
 
-class PointCloudDataset(Dataset):
+class PointCloudDataset(Dataset, abc.ABC):
     """Base class: a labelled list of point clouds, returned y-up.
 
     Attributes:
@@ -149,9 +149,9 @@ class PointCloudDataset(Dataset):
             raise IndexError(f"index {i} out of range for a dataset of {n} shapes")
         return i % n
 
+    @abc.abstractmethod
     def _points(self, i: int) -> np.ndarray:
         """(N, 3) float32 y-up points of item ``i`` (0 ≤ i < len); may be shared, do not modify."""
-        raise NotImplementedError
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """Return ``(points, label)``: (N, 3) float32 y-up tensor in raw units (a copy), int label."""
@@ -236,8 +236,6 @@ class OffFolderDataset(_LazyDataset):
     sampling = "fps"  # "random" keeps i.i.d. area-weighted samples (see clip2point.io.subsample)
 
     def _read(self, i: int) -> np.ndarray:
-        from .io import load_point_cloud  # lazy: keeps this module importable without io.py
-
         # up="y" reads the file's axes unchanged; _points then applies this dataset's up axis.
         cloud = load_point_cloud(self.paths[i], num_points=self.num_points, up="y", seed=i, sampling=self.sampling)
         return np.asarray(cloud.points, dtype=np.float32)
