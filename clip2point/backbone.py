@@ -434,9 +434,15 @@ def load_backbone(
                 + _how_to_get_weights(config, [f"download of tag {source.location!r}: failed"]).split(". ", 1)[1]
             ) from None
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # "random" weights are the same in every run: results are reproducible
-            model = oc.create_model(model_name, pretrained=None, **kwargs)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # open_clip warns "initialized randomly" on the root logger; we say it ourselves
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # "random" weights are the same in every run: results are reproducible
+                model = oc.create_model(model_name, pretrained=None, **kwargs)
+        finally:
+            root.setLevel(level)
         if source.kind == "file":
             sd, _ = load_state_dict_file(source.location)
             _load_full_clip(model, sd, source.location, model_name)
