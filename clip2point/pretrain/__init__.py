@@ -1,0 +1,40 @@
+"""CLIP2Point image-depth pre-training (Huang et al., ICCV 2023, §3.2).
+
+Pieces (imported lazily: ``import clip2point.pretrain`` loads neither torch nor a model):
+
+- :mod:`.data` — pair sources (a mesh folder; the authors' ShapeNet-55 renders), the cached,
+  sharded, resumable pair dataset with pre-computed frozen-CLIP image features, the training
+  dataset and the per-sample two-distance depth render of the chosen view.
+- :mod:`.losses` — NT-Xent and the released total loss ``L_c + L_d / w² + log(w + 1)``, with
+  negatives gathered across processes.
+- :mod:`.trainer` — model, LAMB + cosine warm restarts, DDP (torchrun) or one process, resumable
+  checkpoints, zero-shot validation on ModelNet's train split, depth-encoder export.
+- :mod:`.cli` — ``clip2point pretrain`` / ``clip2point weights export``; ``python -m clip2point.pretrain``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "PretrainConfig": ".trainer",
+    "PretrainModel": ".trainer",
+    "train": ".trainer",
+    "train_step": ".trainer",
+    "export_depth_encoder": ".trainer",
+    "MeshFolderSource": ".data",
+    "ShapeNetRenderSource": ".data",
+    "build_pair_cache": ".data",
+    "PairDataset": ".data",
+    "render_pair_views": ".data",
+    "nt_xent": ".losses",
+    "combined_loss": ".losses",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'clip2point.pretrain' has no attribute {name!r}")

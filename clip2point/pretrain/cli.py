@@ -1,0 +1,265 @@
+"""Command line of pre-training: ``clip2point pretrain`` and ``clip2point weights export``.
+
+The main CLI adds these with :func:`add_parsers` and dispatches through :data:`COMMANDS`;
+``python -m clip2point.pretrain`` (what ``torchrun -m`` runs) parses the same ``pretrain``
+options with :func:`build_parser` and calls the same function. Nothing heavy is imported here
+until a command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+__all__ = ["add_parsers", "COMMANDS", "build_parser", "main", "cmd_pretrain", "cmd_weights"]
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+PRETRAIN_DESCRIPTION = """\
+CLIP2Point image-depth pre-training (Huang et al., ICCV 2023, §3.2): fine-tune a copy of CLIP's
+image encoder into a *depth encoder* whose features of a depth map match CLIP's features of an
+RGB picture of the same shape from the same camera.
+
+How it works:
+  1. pairs, once: every shape gets a point cloud and 10 RGB views (the 10-view camera set). With
+     --meshes they are made here (surface samples; shaded mesh renders, random light per mesh);
+     with --shapenet-dir they are read from the authors' ShapeNet-55 files. The frozen CLIP image
+     encoder encodes the views once; points + features go to a cached, sharded dataset
+     (RUN_DIR/pairs, or --cache). An interrupted build resumes at the last finished shard.
+  2. each step, each shape picks one of its 10 views; its points are depth-rendered from that
+     camera twice (distance × (1 ± 0.1), random) and encoded by the depth encoder.
+  3. loss = L_cross + L_depth / w² + log(w + 1), both NT-Xent (temperature 0.07): the two depth
+     renders against each other, and their mean against the cached RGB feature; w is learned.
+     Negatives are the whole global batch, gathered across processes under torchrun.
+  4. LAMB (lr 6e-3, weight decay 1e-4), cosine schedule restarting every 2 epochs; checkpoints
+     every --save-every steps; with --val-data, zero-shot accuracy on a held-out part of
+     ModelNet's *train* split after every epoch picks RUN_DIR/best.safetensors.
+
+Written to RUN_DIR: config.json, metrics.jsonl (one line per step / validation), checkpoints/
+(step_*.safetensors + .json, last.json), best.safetensors (with --val-data), pairs/ (the cache).
+Then `clip2point weights export RUN_DIR -o depth.safetensors` and use it with --depth-encoder.
+
+Multi-GPU: `torchrun --nproc_per_node N -m clip2point.pretrain ARGS` takes the same ARGS; the
+batch size stays the global one (split over the N processes)."""
+
+PRETRAIN_EPILOG = """\
+examples:
+  # smallest run from a fresh clone, on CPU (random weights: it runs, the features mean nothing)
+  clip2point pretrain --meshes examples/meshes --model tiny-ViT-test --weights random \\
+      --steps 20 --batch-size 8 --save-every 10 -o runs/demo
+  clip2point weights export runs/demo -o runs/demo/depth.safetensors
+  clip2point zeroshot examples/points/chair.ply --class-set modelnet40 \\
+      --model tiny-ViT-test --weights random --depth-encoder runs/demo/depth.safetensors
+
+  # the same on 2 CPU processes (gloo); same losses as one process with batch 8
+  torchrun --standalone --nproc_per_node 2 -m clip2point.pretrain --meshes examples/meshes \\
+      --model tiny-ViT-test --weights random --steps 20 --batch-size 8 -o runs/demo2
+
+  # the paper's setting: ShapeNet-55 renders, OpenAI ViT-B/32, 8 GPUs, validation on ModelNet10 train
+  torchrun --nproc_per_node 8 -m clip2point.pretrain --shapenet-dir data/ --weights openai \\
+      --batch-size 256 --epochs 100 --val-data ../shared/data/modelnet10 -o runs/shapenet
+
+  # your own meshes (z-up files need --up z); build the cache first, then train; resume
+  clip2point pretrain --meshes my_meshes/ --up z --weights openai --prepare-only -o runs/mine
+  clip2point pretrain --meshes my_meshes/ --up z --weights openai --device cuda -o runs/mine
+  clip2point pretrain --meshes my_meshes/ --up z --weights openai --device cuda -o runs/mine --resume
+  (never put the shapes you will evaluate on, e.g. ModelNet's test folders, under --meshes)
+
+ShapeNet layout (--shapenet-dir DIR; each folder may also sit under DIR/ShapeNet55/):
+  DIR/shapenet_pc/<synset>-<model id>.npy      (8192, 3) points (Point-BERT's ShapeNet-55)
+  DIR/ShapeNet-55/train.txt                    optional list of "<synset>-<model id>.npy"
+  DIR/rendering/<synset>_<model id>/<k>.png    RGB render of view k = 0..9 (the 10-view set)
+"""
+
+EXPORT_EPILOG = """\
+examples:
+  clip2point weights export runs/shapenet -o weights/clip2point_depth.safetensors
+  clip2point weights export runs/demo -o last.safetensors --checkpoint last
+  clip2point zeroshot chair.ply --class-set modelnet40 --weights openai --depth-encoder weights/clip2point_depth.safetensors
+  clip2point eval --dataset modelnet10 --data-dir ../shared/data/modelnet10 --weights openai \\
+      --depth-encoder weights/clip2point_depth.safetensors
+
+The file holds the bare CLIP visual-tower keys (conv1.weight, transformer.resblocks.*, proj, ...) and
+metadata: format, model_name, source_run, step, checkpoint (best/last), val_accuracy, init_weights.
+"""
+
+
+def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``pretrain`` options (shared by the main CLI and ``python -m clip2point.pretrain``)."""
+    src = p.add_argument_group("pairs (one source, or an existing complete --cache)")
+    g = src.add_mutually_exclusive_group()
+    g.add_argument("--meshes", metavar="DIR",
+                   help="folder of meshes (.off .obj .stl .ply .gltf .glb), searched recursively; the first sub-folder is the class")
+    g.add_argument("--shapenet-dir", metavar="DIR", help="the authors' ShapeNet-55 layout (see below)")
+    src.add_argument("--shapenet-split", choices=("train", "test", "all"), default="train",
+                     help="which ShapeNet-55 list to use (the release pre-trains on train)")
+    src.add_argument("--up", choices=("y", "z"), default="y", help="up axis of --meshes files (z for ModelNet OFF)")
+    src.add_argument("--cache", metavar="DIR", help="pair cache folder (default RUN_DIR/pairs); share one between runs")
+    src.add_argument("--store-points", type=int, default=2048, help="points stored per shape in the cache (float16)")
+    src.add_argument("--shard-size", type=int, default=128, help="shapes per cache shard (the unit of resuming a build)")
+    src.add_argument("--keep-images", action="store_true",
+                     help="also store the RGB views (uint8, ~1.5 MB per shape): for inspection, and to re-encode for another backbone without rendering")
+    src.add_argument("--prepare-only", action="store_true", help="build the pair cache, then stop")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default="ViT-B-32", help="open_clip architecture (tiny-ViT-test: a 2-layer test model)")
+    m.add_argument("--weights", default=None, metavar="TAG|PATH|random",
+                   help="CLIP weights the depth encoder starts from and the image features come from "
+                        "(default: the usual lookup, see `clip2point info`)")
+    m.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda, cuda:1")
+    m.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA only)")
+    m.add_argument("--grad-checkpointing", action="store_true", help="recompute transformer blocks in backward: less GPU memory, slower")
+    m.add_argument("--offline", action="store_true", help="never try to download weights")
+
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=100, help="passes over the pairs (released: 100)")
+    t.add_argument("--steps", type=int, default=None, help="stop after N optimizer steps in total (overrides --epochs when smaller)")
+    t.add_argument("--batch-size", type=int, default=256, help="global batch: pairs per step over all processes (released: 256)")
+    t.add_argument("--lr", type=float, default=6e-3, help="LAMB learning rate (released: 6e-3)")
+    t.add_argument("--weight-decay", type=float, default=1e-4, help="LAMB weight decay")
+    t.add_argument("--num-points", type=int, default=1024, help="points per shape per step (random subset of the stored ones)")
+    t.add_argument("--temperature", type=float, default=0.07, help="NT-Xent temperature")
+    t.add_argument("--seed", type=int, default=0, help="seeds the cache's sampling/lights and every training draw")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader workers (pairs are in memory; 0 is fine)")
+
+    c = p.add_argument_group("checkpoints and validation")
+    c.add_argument("-o", "--run-dir", required=True, metavar="RUN_DIR", help="output folder (created)")
+    c.add_argument("--save-every", type=int, default=500,
+                   help="checkpoint every N steps (0: only at the end); a ViT-B-32 checkpoint with LAMB state is ~1 GB, the last 2 are kept")
+    c.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint (same step, same state)")
+    c.add_argument("--val-data", metavar="DIR", help="ModelNet folder: validate zero-shot after every epoch on its TRAIN split")
+    c.add_argument("--val-dataset", choices=("modelnet10", "modelnet40"), default="modelnet10")
+    c.add_argument("--val-per-class", type=int, default=10, help="validation shapes per class (the first N of the train split)")
+    c.add_argument("--val-views", choices=("6", "10"), default="6",
+                   help="zero-shot view set for validation (6: the released zero-shot protocol; the released pre-training validated with 10)")
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``pretrain`` and ``weights export`` to the main CLI's sub-commands."""
+    p = subparsers.add_parser("pretrain", help="CLIP2Point image-depth pre-training of a depth encoder (one process or torchrun)",
+                              description=PRETRAIN_DESCRIPTION, epilog=PRETRAIN_EPILOG, formatter_class=_Formatter)
+    add_pretrain_arguments(p)
+
+    p = subparsers.add_parser("weights", help="weights: export a pre-trained depth encoder", formatter_class=_Formatter,
+                              description="Manage weights produced by clip2point.")
+    wsub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    e = wsub.add_parser("export", help="write a run's depth encoder as a .safetensors file for --depth-encoder",
+                        description="Export the depth encoder of a `clip2point pretrain` run (its best validation "
+                                    "checkpoint when it validated, else the last one) as a standalone safetensors file "
+                                    "that `zeroshot`, `eval` and the app load with --depth-encoder FILE.",
+                        epilog=EXPORT_EPILOG, formatter_class=_Formatter)
+    e.add_argument("run_dir", metavar="RUN_DIR", help="a `clip2point pretrain` output folder")
+    e.add_argument("-o", "--out", required=True, metavar="FILE", help="the .safetensors file to write")
+    e.add_argument("--checkpoint", choices=("auto", "best", "last"), default="auto",
+                   help="best = highest validation accuracy, last = latest checkpoint, auto = best if the run validated")
+
+
+def _config(args: argparse.Namespace):
+    from .trainer import PretrainConfig
+
+    return PretrainConfig(
+        run_dir=args.run_dir, cache_dir=args.cache, model_name=args.model, weights=args.weights,
+        epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, num_points=args.num_points, temperature=args.temperature, seed=args.seed,
+        device=args.device, amp=args.amp, grad_checkpointing=args.grad_checkpointing, save_every=args.save_every,
+        val_data=args.val_data, val_dataset=args.val_dataset, val_per_class=args.val_per_class, val_views=args.val_views,
+        shard_size=args.shard_size, keep_images=args.keep_images, num_workers=args.workers, resume=args.resume,
+        progress=not getattr(args, "quiet", False), allow_download=not args.offline,
+    )
+
+
+def _source_factory(args: argparse.Namespace) -> Callable[[int], object] | None:
+    """A deferred source, built for the model's input size (only rank 0 scans the folder)."""
+    from .data import MeshFolderSource, ShapeNetRenderSource
+
+    if args.meshes:
+        return lambda size: MeshFolderSource(args.meshes, up=args.up, num_points=args.store_points,
+                                             image_size=size, seed=args.seed)
+    if args.shapenet_dir:
+        return lambda size: ShapeNetRenderSource(args.shapenet_dir, split=args.shapenet_split,
+                                                 num_points=args.store_points, image_size=size, seed=args.seed)
+    return None
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Run ``clip2point pretrain``; prints a short summary on rank 0."""
+    from ..errors import Clip2PointError
+    from .trainer import train
+
+    if int(os.environ.get("RANK", "0")) > 0:
+        logging.getLogger("clip2point").setLevel(logging.WARNING)
+    if not (args.meshes or args.shapenet_dir or args.cache or args.resume):
+        from pathlib import Path
+
+        if not (Path(args.run_dir) / "pairs" / "index.json").is_file():
+            raise Clip2PointError("give the pairs: --meshes DIR, --shapenet-dir DIR, or --cache DIR with a built cache")
+    cfg = _config(args)
+    summary = train(cfg, _source_factory(args), prepare_only=args.prepare_only)
+    if args.prepare_only:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"pair cache ready in {cfg.pairs_dir}")
+        return 0
+    if summary is not None:
+        print(f"pre-trained {summary.steps} steps ({summary.epochs_done:.2f} epochs, {summary.world_size} process(es)) "
+              f"in {summary.run_dir}: loss {summary.last.get('loss', float('nan')):.4f} "
+              f"(cross {summary.last.get('loss_cross', float('nan')):.4f}, depth {summary.last.get('loss_depth', float('nan')):.4f}, "
+              f"w {summary.last.get('w', float('nan')):.3f}), {summary.pairs_per_s:.1f} pairs/s")
+        if summary.best_val_accuracy is not None:
+            print(f"  best validation accuracy {summary.best_val_accuracy * 100:.2f}% at step {summary.best_step} "
+                  f"({summary.run_dir}/best.safetensors)")
+        print(f"  export: clip2point weights export {summary.run_dir} -o depth_encoder.safetensors")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """Run ``clip2point weights export``."""
+    from .trainer import export_depth_encoder
+
+    if args.weights_command == "export":
+        path = export_depth_encoder(args.run_dir, args.out, args.checkpoint)
+        print(f"wrote {path}; use it with --depth-encoder {path}")
+        return 0
+    raise AssertionError(args.weights_command)  # argparse restricts the choices
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"pretrain": cmd_pretrain, "weights": cmd_weights}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m clip2point.pretrain`` (= ``clip2point pretrain``, for torchrun)."""
+    p = argparse.ArgumentParser(prog="python -m clip2point.pretrain", description=PRETRAIN_DESCRIPTION,
+                                epilog=PRETRAIN_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    add_pretrain_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m clip2point.pretrain`` / ``torchrun ... -m clip2point.pretrain``."""
+    args = build_parser().parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet or rank > 0 else logging.INFO)
+    logging.basicConfig(level=level, format=f"%(levelname)s [rank {rank}] %(name)s: %(message)s")
+    if not args.debug:
+        for name in ("root", "open_clip", "httpx", "urllib3", "PIL"):
+            logging.getLogger(None if name == "root" else name).setLevel(logging.WARNING)
+        logging.getLogger("clip2point").setLevel(level)
+    from ..errors import Clip2PointError
+
+    try:
+        return cmd_pretrain(args)
+    except (Clip2PointError, OSError) as e:
+        if args.debug:
+            raise
+        msg = str(e) if isinstance(e, Clip2PointError) else f"{type(e).__name__}: {e}"
+        print(f"clip2point pretrain [rank {rank}]: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("clip2point pretrain: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
