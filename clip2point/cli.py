@@ -1,4 +1,4 @@
-"""`clip2point` command line: render depth views, zero-shot classify, evaluate, manage data.
+"""`clip2point` command line: render depth views, zero-shot classify, evaluate, few-shot train, manage data.
 
 Every error a user can cause ends with one clear line on stderr and a non-zero exit
 (the full traceback with --debug).
@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from .pretrain.cli import COMMANDS as PRETRAIN_COMMANDS
+from .pretrain.cli import add_parsers as add_pretrain_parsers
+
 __all__ = ["main", "build_parser"]
 
 EPILOG = """\
@@ -22,6 +25,8 @@ examples:
   clip2point zeroshot scan.npy --classes "chair,table,lamp" --template "a depth map of a {}" --json
   clip2point zeroshot shapes.h5 --index 3 --up z --class-set modelnet10 --weights random
   clip2point eval --dataset modelnet10 --data-dir ../shared/data/modelnet10 --limit 100 --plot cm.png
+  clip2point fewshot --dataset modelnet10 --data-dir ../shared/data/modelnet10 --shots 16 -o runs/mn10-16
+  clip2point zeroshot chair.ply --adapter runs/mn10-16
   clip2point data download modelnet10 -o data/
 
 weights: without --weights, clip2point looks at $CLIP2POINT_WEIGHTS, then weights/ (ViT-B-32*.pt|.bin|
@@ -92,9 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "shape logits = sum of per-view logits (CLIP2Point's released protocol).",
                        formatter_class=_Formatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="point-cloud or mesh files")
-    g = p.add_mutually_exclusive_group(required=True)
+    g = p.add_mutually_exclusive_group()
     g.add_argument("--classes", help='comma-separated class names, e.g. "chair,table,lamp"')
     g.add_argument("--class-set", choices=("modelnet10", "modelnet40", "scanobjectnn"), help="a class-name preset")
+    g.add_argument("--adapter", metavar="RUN_DIR",
+                   help="classify with a trained few-shot adapter (a `clip2point fewshot` run folder) instead of prompts; "
+                        "its classes, views and backbone are used (--model/--weights/--depth-encoder default to the run's)")
     p.add_argument("--top-k", type=int, default=5, help="classes shown per input")
     p.add_argument("--json", action="store_true", help="print one JSON object per input (file, classes, probs, top, view_logits)")
     _add_shape_args(p)
@@ -114,12 +122,73 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_args(p, "6")
     _add_model_args(p)
 
+    _add_fewshot_parser(sub)
+
     p = sub.add_parser("data", help="datasets: download ModelNet10/40", formatter_class=_Formatter)
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     d = dsub.add_parser("download", help="download and unzip the official ModelNet archive", formatter_class=_Formatter)
     d.add_argument("name", choices=("modelnet10", "modelnet40"))
     d.add_argument("-o", "--out-dir", default="data", help="where to unzip")
+    add_pretrain_parsers(sub)  # pretrain, weights export
     return parser
+
+
+FEWSHOT_EPILOG = """\
+what it does:
+  picks K shapes per class from the training split (seeded) plus a validation split (--val-per-class
+  more shapes per class, disjoint from the shots) to choose the best epoch; renders 10 depth views per
+  shape and encodes them ONCE with the frozen encoders (features.safetensors); trains the Gated Dual-Path
+  Adapter (CLIP2Point §3.3) on the cached features with AdamW; evaluates the best epoch on the test split.
+  Path A is the CLIP2Point depth encoder (--depth-encoder), path B the original CLIP; without a depth
+  encoder both paths take CLIP features ("clip+clip"). --gate none is the released, ungated DPA.
+
+writes into RUN_DIR:
+  config.json, adapter.safetensors (best on validation), last.safetensors (every epoch, for --resume),
+  features.safetensors, metrics.json (accuracies, per-class, confusion, gate weights per view, encoder
+  passes, timings), curves.png, gate_weights.png, confusion.png
+
+examples:
+  clip2point fewshot --dataset modelnet10 --data-dir ../shared/data/modelnet10 --shots 16 -o runs/mn10-16
+  clip2point fewshot --dataset modelnet40 --data-dir data/ --shots 4 --epochs 50 \\
+      --depth-encoder weights/best_eval.pth --weights openai -o runs/mn40-4
+  clip2point fewshot ... --gate none -o runs/dpa        # the released DPA, for comparison
+  clip2point fewshot ... --resume -o runs/mn10-16       # continue an interrupted run (Ctrl-C is safe)
+  clip2point fewshot ... --model tiny-ViT-test --weights random --shots 1 --epochs 2 --limit-test 50 -o /tmp/r
+  clip2point zeroshot chair.ply --adapter runs/mn10-16  # classify new shapes with the trained adapter
+"""
+
+
+def _add_fewshot_parser(sub) -> None:
+    p = sub.add_parser("fewshot", help="few-shot training of the Gated Dual-Path Adapter on ModelNet10/40",
+                       description="Train CLIP2Point's Gated Dual-Path Adapter (GDPA) from K shapes per class "
+                                   "and report validation/test accuracy, per-view gate weights and plots.",
+                       epilog=FEWSHOT_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--dataset", choices=("modelnet10", "modelnet40"), required=True)
+    p.add_argument("--data-dir", required=True, help="folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)")
+    p.add_argument("-o", "--out-dir", required=True, metavar="RUN_DIR", help="run folder (created)")
+    p.add_argument("--shots", type=int, choices=(1, 2, 4, 8, 16), default=16, help="training shapes per class (K)")
+    p.add_argument("--epochs", type=int, default=100, help="training epochs (released recipe: 100)")
+    p.add_argument("--gate", choices=("view", "none"), default="view",
+                   help="view: per-view gated fusion (GDPA); none: fixed 0.5/0.5 average (the released DPA)")
+    p.add_argument("--val-per-class", type=int, default=4, help="validation shapes per class (not shots) for choosing the epoch; 0: keep the last")
+    p.add_argument("--limit-test", type=int, default=0, metavar="N",
+                   help="evaluate N test shapes, class-balanced (each class's first shapes in turn); 0 = all")
+    p.add_argument("--resamples", type=int, default=1, metavar="R",
+                   help="cached point re-samples per training shape (augmentation; 1 = none); one is drawn per epoch")
+    p.add_argument("--resample-keep", type=float, default=0.8, help="share of the points a re-sample keeps")
+    p.add_argument("--mode", choices=("cached", "online"), default="cached",
+                   help="cached: encode every shape once; online: re-render and re-encode each epoch like the released code (slow)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    p.add_argument("--num-points", type=int, default=1024, help="points per shape")
+    p.add_argument("--up", choices=("y", "z"), default=None, help="override the dataset's up axis")
+    p.add_argument("--seed", type=int, default=0, help="seeds shot selection, re-samples, initialisation and shuffling")
+    p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32", help="storage of cached features")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print metrics.json instead of the summary")
+    _add_render_args(p, "10")
+    _add_model_args(p)
 
 
 def _device(name: str) -> str:
@@ -190,9 +259,51 @@ def _classes(args) -> list[str]:
     return get_class_set(args.class_set) if args.class_set else parse_classes(args.classes)
 
 
+def _adapter_backbone(args):
+    """Backbone for `zeroshot --adapter`: --model/--weights/--depth-encoder default to the run's."""
+    from .errors import CheckpointError
+
+    cfg_path = Path(args.adapter) / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{args.adapter} is not a few-shot run folder (no config.json); train one with `clip2point fewshot`")
+    info = json.loads(cfg_path.read_text()).get("backbone", {})
+    if args.model == "ViT-B-32" and info.get("model_name"):
+        args.model = info["model_name"]
+    if args.weights is None and info.get("weights_kind") in ("random", "tag", "file"):
+        args.weights = "random" if info["weights_kind"] == "random" else info["weights_location"]
+    if args.depth_encoder is None and info.get("paths") == "depth+clip":
+        args.depth_encoder = info.get("depth_encoder")
+    return _backbone(args)
+
+
+def cmd_zeroshot_adapter(args, clouds) -> int:
+    from .fewshot import load_adapter
+
+    clf = load_adapter(args.adapter, _adapter_backbone(args), batch_size=args.batch_size * 10)
+    with _progress(args, len(clouds), "adapter") as bar:
+        for path, pc in clouds:
+            res = clf.predict(pc.points)
+            if args.json:
+                print(json.dumps({"file": str(path), "adapter": str(args.adapter), **res.as_dict()}))
+            else:
+                print(f"{path}  ({len(pc)} points, {len(res.view_labels)} views, adapter {args.adapter}, paths {res.paths})")
+                for name, prob in res.top(args.top_k):
+                    print(f"  {name:<16s} {prob * 100:6.2f}%  {'█' * round(prob * 30)}")
+                path_a = "depth encoder" if res.paths == "depth+clip" else "path A"
+                print(f"  gate per view (share from {path_a}): " + ", ".join(f"{g:.2f}" for g in res.gate[0].tolist()))
+            bar.update(1)
+    return 0
+
+
 def cmd_zeroshot(args) -> int:
     from .zeroshot import ZeroShotClassifier
 
+    if args.adapter is None and args.classes is None and args.class_set is None:
+        from .errors import Clip2PointError
+
+        raise Clip2PointError("say what to classify into: --classes \"chair,table\", --class-set modelnet40, or --adapter RUN_DIR")
+    if args.adapter is not None:
+        return cmd_zeroshot_adapter(args, list(_load_inputs(args)))
     classes = _classes(args)
     clouds = list(_load_inputs(args))  # read (and validate) every file before loading the model
     clf = ZeroShotClassifier(_backbone(args), classes, args.template, args.views, image_size=args.image_size,
@@ -237,6 +348,99 @@ def cmd_eval(args) -> int:
         print(f"  {name:<14s} {'   n/a' if acc != acc else f'{acc * 100:6.2f}%'}")
     if args.plot:
         print(f"  confusion matrix: {args.plot}")
+    return 0
+
+
+def _run_with_progress(args, config, backbone, stop):
+    """run_fewshot with tqdm bars (encoding per split, epochs with loss/accuracy); the first Ctrl-C
+    stops the run cleanly after the current step (status "cancelled", resumable), a second aborts."""
+    import signal
+    import threading
+
+    from tqdm.auto import tqdm
+
+    from .fewshot import run_fewshot
+
+    bars: dict[str, object] = {}
+
+    def progress(p) -> None:
+        key = {"epoch": "train", "encode": f"encode {p.split}"}.get(p.stage)
+        if key is None:  # test / done
+            for b in bars.values():
+                b.close()
+            return
+        bar = bars.get(key)
+        if bar is None or (p.stage == "encode" and p.done == 0):
+            train = p.stage == "epoch"
+            if config.mode == "online" and not train:  # per-epoch re-encoding: only the epoch bar
+                return
+            for b in bars.values():  # stages run one after the other
+                b.close()
+            bar = bars[key] = tqdm(total=p.total, desc=key, unit="epoch" if train else "shape", file=sys.stderr,
+                                   initial=max(0, p.done - 1) if train else 0, disable=args.quiet)
+        bar.update(p.done - bar.n)
+        if p.stats is not None:
+            bar.set_postfix(loss=f"{p.stats.train_loss:.3f}", train=f"{p.stats.train_acc:.2f}", val=f"{p.stats.val_acc:.2f}")
+
+    def on_sigint(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after the current step (checkpoints kept; --resume continues); Ctrl-C again aborts",
+              file=sys.stderr)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    try:
+        return run_fewshot(config, backbone, progress=progress, should_stop=stop)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+        for b in bars.values():
+            b.close()
+
+
+def cmd_fewshot(args) -> int:
+    import threading
+
+    from .fewshot import FewShotConfig
+
+    config = FewShotConfig(
+        dataset=args.dataset, data_dir=args.data_dir, out_dir=args.out_dir, shots=args.shots, epochs=args.epochs,
+        gate=args.gate, views=args.views, image_size=args.image_size, radius=args.radius, num_points=args.num_points,
+        up=args.up, val_per_class=args.val_per_class, limit_test=args.limit_test, resamples=args.resamples,
+        resample_keep=args.resample_keep, mode=args.mode, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, seed=args.seed, template=args.template, device=_device(args.device),
+        cache_dtype=args.cache_dtype, encode_batch_size=64, resume=args.resume, overwrite=args.overwrite,
+    )
+    config.validate()  # settings errors before the model loads
+    backbone = _backbone(args)
+    stop = threading.Event()
+    result = _run_with_progress(args, config, backbone, stop)
+    m = result.metrics
+    if args.json:
+        print(json.dumps(m))
+        return 0 if result.status == "completed" else 130
+
+    def pct(x):
+        return "n/a" if x is None else f"{x * 100:.2f}%"
+
+    print(f"{args.dataset} {args.shots}-shot, gate {args.gate}, paths {m['paths']}: {result.status} "
+          f"after {m['epochs_completed']}/{m['epochs_planned']} epochs ({m['backbone']})")
+    print(f"  best epoch {m['best_epoch']}: val {pct(m['val_accuracy'])} ({m['data']['val_shapes']} shapes), "
+          f"test {pct(m['test_accuracy'])} ({m['data']['test_shapes']} of {m['data']['test_shapes_available']} shapes), "
+          f"last train {pct(m['train_accuracy'])}")
+    if m["gate_weights"]:
+        print("  gate per view (test mean, share from path A): " + ", ".join(f"{g:.2f}" for g in m["gate_weights"]))
+    ep = m["encoder_passes"]
+    print(f"  encoder passes: {ep['total']:,} images ({ep['this_session']:,} this session) vs {m['released_recipe_passes']:,} "
+          f"for the released recipe at {m['epochs_planned']} epochs ({m['reduction_vs_released'] or 0:.0f}x fewer)")
+    t = m["timings_s"]
+    print(f"  time: encode {t['encode_s']:.1f} s, train {t['train_s']:.1f} s, test {t['test_s']:.1f} s, total {t['total_s']:.1f} s")
+    print(f"  run folder: {result.run_dir}/ (metrics.json" + "".join(f", {Path(v).name}" for v in m["plots"].values()) + ")")
+    if result.status != "completed":
+        print(f"  resume with: clip2point fewshot ... --resume -o {result.run_dir}")
+        return 130
     return 0
 
 
@@ -289,7 +493,8 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "render": cmd_render, "zeroshot": cmd_zeroshot, "eval": cmd_eval, "data": cmd_data}
+COMMANDS = {"info": cmd_info, "render": cmd_render, "zeroshot": cmd_zeroshot, "eval": cmd_eval, "fewshot": cmd_fewshot,
+            "data": cmd_data, **PRETRAIN_COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

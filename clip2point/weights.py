@@ -161,6 +161,9 @@ def save_state_dict_atomic(
     try:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
         save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint gets normal file permissions
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,293 @@
+"""Few-shot GDPA runs on real ModelNet10 shapes with the tiny random CLIP: learning, splits, checkpoints,
+resume, cancellation, encoder passes, inference and the CLI."""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clip2point.cli import main
+from clip2point.datasets import open_dataset
+from clip2point.errors import CheckpointError, Clip2PointError, DatasetError
+from clip2point.fewshot import (
+    RUN_FILES, FewShotConfig, load_adapter, make_splits, released_recipe_passes, run_fewshot, select_few_shot,
+    stratified_head,
+)
+from clip2point.weights import load_state_dict_file
+from helpers import DATA, needs_data
+
+MN10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "modelnet10"
+TINY = ["--model", "tiny-ViT-test", "--weights", "random"]
+
+
+def config(out: Path, **kw) -> FewShotConfig:
+    """A small, fast run: 2 shots, 1 validation shape per class, 10 test shapes, 6 epochs, 256 points, no plots."""
+    base = dict(dataset="modelnet10", data_dir=str(MN10), out_dir=str(out), shots=2, epochs=6,
+                val_per_class=1, limit_test=10, num_points=256, plots=False)
+    return FewShotConfig(**{**base, **kw})
+
+
+def stop_after(epochs: int) -> tuple[threading.Event, Callable[[object], None]]:
+    """An Event set by the progress callback once ``epochs`` epochs are done."""
+    ev = threading.Event()
+
+    def progress(p) -> None:
+        if p.stage == "epoch" and p.done >= epochs:
+            ev.set()
+
+    return ev, progress
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_backbone, tmp_path_factory):
+    """One 8-shot, 10-epoch GDPA run on 100 class-balanced test shapes (shared by several tests)."""
+    reports = []
+    cfg = config(tmp_path_factory.mktemp("run") / "mn10-8shot", shots=8, epochs=10, val_per_class=4, limit_test=100,
+                 num_points=512, plots=True)
+    return run_fewshot(cfg, tiny_backbone, progress=reports.append), reports
+
+
+# ----------------------------------------------------------------------------------------------
+# splits (no model needed)
+
+
+def test_shot_selection_is_exact_disjoint_seeded_and_nested():
+    labels = np.repeat(np.arange(5), [30, 12, 25, 11, 40])
+    shots, val = select_few_shot(labels, 5, shots=4, val_per_class=3, seed=7)
+    assert np.bincount(labels[shots], minlength=5).tolist() == [4] * 5
+    assert np.bincount(labels[val], minlength=5).tolist() == [3] * 5
+    assert not set(shots) & set(val)
+    again = select_few_shot(labels, 5, shots=4, val_per_class=3, seed=7)
+    assert np.array_equal(again[0], shots) and np.array_equal(again[1], val)
+    assert not np.array_equal(select_few_shot(labels, 5, 4, 3, seed=8)[0], shots)
+    assert np.array_equal(select_few_shot(labels, 5, 8, 3, seed=7)[1], val)  # validation does not depend on K
+    assert set(shots) <= set(select_few_shot(labels, 5, 8, 3, seed=7)[0])  # K=4 shots ⊂ K=8 shots
+    with pytest.raises(Clip2PointError, match="shots must be one of 1, 2, 4, 8, 16"):
+        select_few_shot(labels, 5, shots=3, val_per_class=0, seed=0)
+    with pytest.raises(DatasetError, match="fewer than shots"):
+        select_few_shot(labels, 5, shots=16, val_per_class=0, seed=0)  # classes 1 and 3 have 12 and 11 shapes
+
+
+def test_stratified_test_limit_covers_every_class():
+    labels = np.repeat(np.arange(4), [10, 3, 6, 1])
+    idx = stratified_head(labels, 9)
+    assert len(idx) == 9 and list(idx) == sorted(idx)
+    assert np.bincount(labels[idx], minlength=4).tolist() == [3, 3, 2, 1]
+    assert len(stratified_head(labels, 0)) == len(labels) and len(stratified_head(labels, 999)) == len(labels)
+
+
+@needs_data
+def test_real_splits_are_disjoint_from_each_other_and_from_test(tmp_path):
+    train, test, splits = make_splits(config(tmp_path, shots=16, val_per_class=4, limit_test=100))
+    assert np.bincount(train.labels[splits.shots], minlength=10).tolist() == [16] * 10
+    assert np.bincount(train.labels[splits.val], minlength=10).tolist() == [4] * 10
+    assert not set(splits.shots) & set(splits.val)
+    assert train.split == "train" and test.split == "test"  # shots and validation never come from the test split
+    assert not {train.names[i] for i in np.r_[splits.shots, splits.val]} & {test.names[i] for i in splits.test}
+    assert len(splits.test) == 100 and set(test.labels[splits.test]) == set(range(10))
+
+
+def test_config_validation_says_what_to_do(tmp_path):
+    with pytest.raises(Clip2PointError, match="shots must be one of"):
+        config(tmp_path, shots=5).validate()
+    with pytest.raises(Clip2PointError, match="mode must be"):
+        config(tmp_path, mode="fast").validate()
+    with pytest.raises(Clip2PointError, match="out_dir"):
+        config(Path(""), out_dir="").validate()
+
+
+# ----------------------------------------------------------------------------------------------
+# a trained run
+
+
+@needs_data
+def test_fewshot_run_learns_above_chance_with_random_encoders(trained):
+    result, reports = trained
+    assert result.status == "completed" and result.best_epoch >= 1
+    assert result.test_accuracy > 0.2, result.metrics["test"]  # 10 classes: chance is 0.1
+    epochs = [p.stats for p in reports if p.stage == "epoch"]
+    assert [s.epoch for s in epochs] == list(range(1, 11))
+    assert epochs[-1].train_loss < epochs[0].train_loss
+    assert {p.split for p in reports if p.stage == "encode"} == {"train", "val", "test"}
+
+
+@needs_data
+def test_run_directory_and_metrics(trained):
+    result, _ = trained
+    run = result.run_dir
+    for name in RUN_FILES.values():
+        assert (run / name).is_file(), name
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["paths"] == "clip+clip" and m["random_weights"] is True
+    assert "random" in m["backbone"] and m["data"]["test_shapes"] == 100 and m["data"]["val_shapes"] == 40
+    assert len(m["test"]["confusion_matrix"]) == 10 and sum(map(sum, m["test"]["confusion_matrix"])) == 100
+    assert set(m["test"]["per_class_accuracy"]) == set(open_dataset("modelnet10", MN10, "test").class_names)
+    assert m["val_accuracy"] == max(h["val_acc"] for h in m["history"])
+    assert m["view_labels"][0] == "elev 0°, azim 0°" and len(m["view_labels"]) == 10
+    assert m["encoder_passes"]["total"] == (80 + 40 + 100) * 10  # clip+clip: each view encoded once
+    assert m["released_recipe_passes"] == released_recipe_passes(10, 80, 100, 10) == 10 * 180 * 10 * 2
+    assert set(m["timings_s"]) >= {"encode_s", "train_s", "test_s", "total_s"}
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["fewshot"]["shots"] == 8 and cfg["gdpa"]["gate"] == "view" and cfg["backbone"]["random_weights"]
+
+
+@needs_data
+def test_gate_weights_per_view_move_from_one_half(trained):
+    m = trained[0].metrics
+    gate = np.asarray(m["gate_weights"])  # test-set mean of the best epoch's gate
+    assert gate.shape == (10,) and bool(((gate > 0) & (gate < 1)).all())
+    # exactly 0.5 at initialisation (float32 resolution near 0.5: 6e-8); with clip+clip paths (identical
+    # inputs) the gate's learning signal is weak, so it moves slowly but measurably
+    assert float(np.abs(gate - 0.5).max()) > 1e-5
+    drift = [float(np.abs(np.asarray(h["val_gate"]) - 0.5).max()) for h in m["history"]]
+    assert max(drift) > 1e-5 and drift[-1] > drift[0]
+    assert sum(m["view_importance"]) == pytest.approx(1.0, abs=1e-5)
+
+
+@needs_data
+def test_loaded_adapter_reproduces_the_run(trained, tiny_backbone):
+    result, _ = trained
+    clf = load_adapter(result.run_dir, tiny_backbone)
+    sd, _ = load_state_dict_file(result.run_dir / "features.safetensors")
+    fa = sd["test.a"][:, 0]
+    res = clf.predict_features(fa, fa)
+    preds = res.logits.argmax(dim=1).numpy()
+    assert np.array_equal(np.asarray(result.metrics["test"]["confusion_matrix"]),
+                          np.bincount(sd["test.labels"].numpy() * 10 + preds, minlength=100).reshape(10, 10))
+    assert res.gate.shape == (100, 10) and res.probs.shape == (100, 10)
+    np.testing.assert_allclose(res.gate.mean(dim=0).numpy(), result.metrics["gate_weights"], atol=1e-6)
+    # new point clouds: render 10 views, encode, adapter — the same as the cached path
+    num_points = json.loads((result.run_dir / "config.json").read_text())["fewshot"]["num_points"]
+    test = open_dataset("modelnet10", MN10, "test", num_points=num_points)  # the points the run encoded
+    idx = sd["test.indices"][:3].numpy()
+    direct = clf.predict(test.points_array[idx])
+    torch.testing.assert_close(direct.logits, res.logits[:3], atol=1e-4, rtol=1e-4)
+    d = direct.as_dict(1)
+    assert len(d["gate_weights"]) == 10 and d["paths"] == "clip+clip" and sum(d["probs"]) == pytest.approx(1, abs=1e-4)
+
+
+@needs_data
+def test_existing_run_needs_resume_or_overwrite(trained, tiny_backbone):
+    cfg = FewShotConfig(**{**json.loads((trained[0].run_dir / "config.json").read_text())["fewshot"],
+                           "resume": False})
+    with pytest.raises(Clip2PointError, match="already holds a few-shot run"):
+        run_fewshot(cfg, tiny_backbone)
+    cfg.resume, cfg.shots = True, 16
+    with pytest.raises(CheckpointError, match="shots"):
+        run_fewshot(cfg, tiny_backbone)
+
+
+# ----------------------------------------------------------------------------------------------
+# resume, cancel, passes
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_state_dict_file(path)[0]
+
+
+@needs_data
+def test_resume_equals_uninterrupted(tiny_backbone, tmp_path):
+    full = run_fewshot(config(tmp_path / "full"), tiny_backbone)
+    stop, progress = stop_after(3)
+    part = run_fewshot(config(tmp_path / "part"), tiny_backbone, progress=progress, should_stop=stop)
+    assert part.status == "cancelled" and part.metrics["epochs_completed"] == 3
+    resumed = run_fewshot(config(tmp_path / "part", resume=True), tiny_backbone)
+    assert resumed.status == "completed" and resumed.metrics["epochs_completed"] == 6
+    for name in ("last.safetensors", "adapter.safetensors"):
+        a, b = _tensors(tmp_path / "full" / name), _tensors(tmp_path / "part" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert strip(resumed.metrics["history"]) == strip(full.metrics["history"])
+    assert resumed.test_accuracy == full.test_accuracy
+    # the resumed session re-encoded only the test shapes (train/val came from features.safetensors)
+    assert resumed.metrics["encoder_passes"]["this_session"] == 10 * 10
+
+
+@needs_data
+def test_cancel_keeps_best_checkpoint_and_writes_metrics(tiny_backbone, tmp_path):
+    done = []
+    result = run_fewshot(config(tmp_path, epochs=20, plots=True), tiny_backbone,
+                         progress=lambda p: done.append(p.done) if p.stage == "epoch" else None,
+                         should_stop=lambda: len(done) >= 2)
+    assert result.status == "cancelled" and result.test is None and done == [1, 2]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["status"] == "cancelled" and m["epochs_completed"] == 2 and m["test_accuracy"] is None
+    assert (tmp_path / "adapter.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
+    assert (tmp_path / "curves.png").is_file() and m["val_gate_weights"] is not None
+    assert load_adapter(tmp_path, tiny_backbone).classes[2] == "chair"
+
+
+@needs_data
+def test_cached_mode_needs_ten_times_fewer_encoder_passes_than_online(tiny_backbone, tmp_path):
+    counted = []
+    hook = tiny_backbone.model.visual.register_forward_hook(lambda m, inp, out: counted.append(inp[0].shape[0]))
+    try:
+        runs = {}
+        for mode in ("cached", "online"):
+            counted.clear()
+            runs[mode] = run_fewshot(config(tmp_path / mode, shots=1, epochs=12, val_per_class=0, limit_test=2, mode=mode),
+                                     tiny_backbone)
+            assert runs[mode].metrics["encoder_passes"]["total"] == sum(counted)  # the reported count is real
+    finally:
+        hook.remove()
+    cached, online = (runs[m].metrics["encoder_passes"]["total"] for m in ("cached", "online"))
+    assert cached == (10 + 0 + 2) * 10  # 10 shots, no validation split, 2 test shapes
+    assert online == runs["cached"].metrics["online_mode_passes"] == 12 * 10 * 10 + 2 * 10
+    assert online >= 10 * cached
+    assert runs["online"].status == "completed" and runs["online"].test_accuracy is not None
+
+
+@needs_data
+def test_depth_and_clip_paths_with_resamples(tmp_path):
+    from safetensors.torch import save_file
+
+    from clip2point.backbone import load_backbone
+
+    bb = load_backbone("tiny-ViT-test", weights="random")
+    visual = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in bb.model.visual.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in visual.items()}, tmp_path / "depth.safetensors")
+    bb.set_depth_encoder(tmp_path / "depth.safetensors")
+    result = run_fewshot(config(tmp_path / "run", shots=1, epochs=2, resamples=2), bb)
+    m = result.metrics
+    assert m["paths"] == "depth+clip" and m["status"] == "completed"
+    assert m["encoder_passes"] == {"train": 10 * 2 * 10 * 2, "val": 10 * 10 * 2, "test": 10 * 10 * 2,
+                                   "total": 800, "this_session": 800}
+    feats = load_state_dict_file(tmp_path / "run" / "features.safetensors")[0]
+    assert feats["train.a"].shape == (10, 2, 10, 64) and feats["train.b"].shape == (10, 2, 10, 64)
+    assert not torch.equal(feats["train.a"][:, 0], feats["train.a"][:, 1])  # re-samples differ
+    assert not torch.equal(feats["train.a"], feats["train.b"])  # depth encoder ≠ CLIP
+    with pytest.raises(Clip2PointError, match="--depth-encoder"):
+        load_adapter(tmp_path / "run", load_backbone("tiny-ViT-test", weights="random"))
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+@needs_data
+def test_cli_fewshot_then_zeroshot_with_the_adapter(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["-q", "fewshot", "--dataset", "modelnet10", "--data-dir", str(DATA / "modelnet10"), "--shots", "1",
+                 "--epochs", "2", "--val-per-class", "1", "--limit-test", "10", "--num-points", "256", "-o", str(run), *TINY])
+    out = capsys.readouterr().out
+    assert code == 0 and "1-shot" in out and "test" in out and str(run) in out
+    for name in ("config.json", "adapter.safetensors", "last.safetensors", "features.safetensors", "metrics.json",
+                 "curves.png", "gate_weights.png", "confusion.png"):
+        assert (run / name).is_file(), name
+    test = open_dataset("modelnet10", MN10, "test")
+    shape = tmp_path / "shape.npy"
+    np.save(shape, test.points_array[0])
+    assert main(["-q", "zeroshot", str(shape), "--adapter", str(run)]) == 0  # backbone taken from the run
+    text = capsys.readouterr().out
+    assert "gate per view" in text and "%" in text
+    assert main(["-q", "zeroshot", str(shape), "--adapter", str(run), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert len(obj["gate_weights"]) == 10 and len(obj["probs"]) == 10 and obj["top"][0]["class"] in obj["classes"]
+    assert main(["zeroshot", str(shape)]) == 2 and "--adapter RUN_DIR" in capsys.readouterr().err
+    assert main(["fewshot", "--dataset", "modelnet10", "--data-dir", str(MN10), "-o", str(run), *TINY]) == 2
+    assert "--resume" in capsys.readouterr().err
