@@ -673,6 +673,11 @@ def _unit_colors(colors: np.ndarray) -> np.ndarray:
 
 
 def _validate_points(path: Path, points: np.ndarray) -> None:
+    points = np.asarray(points)
+    if points.dtype.kind not in "fiu":  # e.g. a truncated ASCII .ply leaves ragged or missing values
+        raise PointCloudFileError(
+            f"{path.name}: the coordinates are not all numbers; the file may be truncated or corrupt; re-export it"
+        )
     if len(points) == 0:
         raise PointCloudFileError(
             f"could not read any points from {path.name}: the file may be truncated or corrupt; re-export it"

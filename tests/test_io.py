@@ -532,3 +532,11 @@ def test_convert_up_axis_is_a_proper_rotation():
     assert np.linalg.det(rotation) == pytest.approx(1.0)
     with pytest.raises(Clip2PointError, match="up axis"):
         convert_up_axis(pts, "x")
+
+
+def test_truncated_ascii_ply_is_a_file_error(tmp_path):
+    path = tmp_path / "cut.ply"
+    path.write_text("ply\nformat ascii 1.0\nelement vertex 5\nproperty float x\nproperty float y\n"
+                    "property float z\nend_header\n0 0 0\n1 1 1\n2 2\n")
+    with pytest.raises(PointCloudFileError, match="cut.ply"):
+        load_point_cloud(path)

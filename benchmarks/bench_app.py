@@ -1,0 +1,309 @@
+"""App benchmark: time to first result for a 100k-point upload, and 10 concurrent /classify clients.
+
+Run:  .venv/bin/python benchmarks/bench_app.py [--runs 5] [--clients 10] [--requests 5] [--no-browser]
+
+The app runs as ``python -m ui.app`` in its own process (ViT-B-32, whatever weights are found —
+random here: same compute as real weights — CPU). Measurements start once the model is loaded
+and a warm-up request has been served.
+
+(a) Time to first result. A fresh 100,000-point cloud (``clip2point.io.sample_surface`` of an
+    example mesh, with normals, a new seed per run) is uploaded with 10 views and the ModelNet40
+    classes; a fresh client session per run (no cached features):
+    * server + transport (``gradio_client``): from the start of the upload to the first streamed
+      result (3-D view, depth + image views) and to the scores;
+    * on screen (Playwright + Chromium on the same machine): from ``set_input_files`` until the
+      views are in the DOM, and until every view shows its vote.
+(b) Load. ``--clients`` threads, each with its own ``gradio_client.Client``, send ``--requests``
+    ``/classify`` requests each (a real ModelNet10 test shape if ``../shared/data`` exists, else an
+    example; ModelNet40 classes; 6 views) → p50/p95 latency, throughput, failures.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def write_cloud(path: Path, n: int, seed: int, example: str = "chair") -> Path:
+    """A binary PLY of n surface samples (with normals) of an example mesh."""
+    import numpy as np
+
+    from clip2point.io import load_mesh, sample_surface
+    from ui.session import example_path
+
+    mesh = load_mesh(example_path(example))
+    pts, nrm = sample_surface(mesh.vertices, mesh.faces, n, seed=seed, return_normals=True)
+    data = np.concatenate([pts, nrm], axis=1).astype("<f4")
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {n}\n"
+              + "".join(f"property float {c}\n" for c in ("x", "y", "z", "nx", "ny", "nz")) + "end_header\n")
+    path.write_bytes(header.encode() + data.tobytes())
+    return path
+
+
+def write_classify_shape(folder: Path) -> Path:
+    """A real ModelNet10 test shape (z-up → y-up) as PLY, or an example cloud without the data."""
+    import numpy as np
+
+    mn10 = DATA / "modelnet10" / "modelnet10_pcd1024_test.h5"
+    if not mn10.exists():
+        return write_cloud(folder / "example_2048.ply", 2048, 0)
+    import h5py
+
+    from clip2point.io import convert_up_axis
+
+    with h5py.File(mn10, "r") as f:
+        pts = convert_up_axis(np.asarray(f["data"][0], dtype=np.float32), "z")
+    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    path = folder / "mn10_test_0.ply"
+    path.write_bytes(header.encode() + np.ascontiguousarray(pts, dtype="<f4").tobytes())
+    return path
+
+
+class Server:
+    """``python -m ui.app`` in a subprocess."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        cmd = [sys.executable, "-m", "ui.app", "--port", str(self.port), "--model", args.model, "--device", args.device]
+        if args.weights:
+            cmd += ["--weights", args.weights]
+        if args.batch_images:
+            cmd += ["--batch-images", str(args.batch_images)]
+        self.log = open(Path(tempfile.gettempdir()) / "bench_app_server.log", "w")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the app exited; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(self.url + "config", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError("the app did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _upload_args(path: Path, views: str):
+    from gradio_client import handle_file
+
+    return (handle_file(str(path)), 0, "y", 1024, views, 0.02, "height")
+
+
+def bench_first_result_client(server: Server, folder: Path, runs: int, views: str, classes: str) -> dict:
+    """(a) via gradio_client, as the page does it: /load_file (views), then its chained /load_file_scores."""
+    from gradio_client import Client
+
+    first, final, server_steps = [], [], []
+    warm = write_cloud(folder / "warmup.ply", 100_000, 999)
+    warm_client = Client(server.url, verbose=False)
+    warm_client.predict(*_upload_args(warm, views), api_name="/load_file")
+    warm_client.predict(classes, "image of a {}", 5, api_name="/load_file_scores")
+    for run in range(runs):
+        path = write_cloud(folder / f"cloud100k_{run}.ply", 100_000, run)
+        client = Client(server.url, verbose=False)  # a new browser session: nothing cached
+        t0 = time.perf_counter()
+        views_out = client.predict(*_upload_args(path, views), api_name="/load_file")
+        t_first = time.perf_counter() - t0
+        scores_out = client.predict(classes, "image of a {}", 5, api_name="/load_file_scores")
+        t_final = time.perf_counter() - t0
+        assert views_out[3].count("<img") == 2 * int(views) and "c2p-prediction" in scores_out[1], "views, then scores"
+        first.append(t_first)
+        final.append(t_final)
+        server_steps.append(scores_out[6])
+    return {"first": first, "final": final, "info": server_steps[-1]}
+
+
+def bench_first_result_browser(server: Server, folder: Path, runs: int, views: str, chromium: str) -> dict | None:
+    """(a) on screen: seconds from set_input_files until views / votes are in the DOM."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        print("  (playwright not installed: browser timing skipped)")
+        return None
+    if not Path(chromium).exists():
+        print(f"  (no Chromium at {chromium}: browser timing skipped)")
+        return None
+    expect.set_options(timeout=120_000)
+    shown, scored = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(server.url)
+        expect(page.locator("#c2p-view-cards .c2p-vote").first).to_be_visible()
+        if views != "6":
+            page.get_by_label(f"{views} · pre-training").check()
+            expect(page.locator("#c2p-view-cards .c2p-vote")).to_have_count(int(views))
+        page.get_by_role("tab", name="Upload").click()
+        for run in range(runs + 1):  # run 0 warms the browser's code paths up
+            path = write_cloud(folder / f"browser100k_{run}.ply", 100_000, 100 + run)
+            if run:
+                page.locator("#upload button[aria-label='Clear']").first.click()
+            time.sleep(1.0)  # an idle page, as when a user picks the next file
+            t0 = time.perf_counter()
+            page.set_input_files("#upload input[type=file]", str(path))
+            page.wait_for_function(
+                "name => { const i = document.querySelector('#c2p-shape-info');"
+                " return i && i.textContent.includes(name) && document.querySelectorAll('#c2p-view-cards img').length > 0 }",
+                arg=path.name, polling="raf")
+            t_shown = time.perf_counter() - t0
+            page.wait_for_function(
+                "v => document.querySelectorAll('#c2p-view-cards .c2p-vote').length == v", arg=int(views), polling="raf")
+            t_scored = time.perf_counter() - t0
+            if run:
+                shown.append(t_shown)
+                scored.append(t_scored)
+        browser.close()
+    return {"shown": shown, "scored": scored}
+
+
+def bench_concurrent(server: Server, path: Path, clients: int, requests: int, classes: str) -> dict:
+    """(b) ``clients`` threads × ``requests`` /classify calls each."""
+    from gradio_client import Client, handle_file
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def worker() -> None:
+        client = Client(server.url, verbose=False)
+        barrier.wait()
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            try:
+                probs = client.predict(handle_file(str(path)), classes, api_name="/classify")
+                ok = abs(sum(probs.values()) - 1.0) < 1e-4 and len(probs) == len(classes.split(","))
+                err = None if ok else f"bad result {probs!r:.80}"
+            except Exception as e:  # noqa: BLE001 - counted as a failure
+                err = f"{type(e).__name__}: {e}"
+            with lock:
+                (failures.append(err) if err else latencies.append(time.perf_counter() - t0))
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"latencies": latencies, "failures": failures, "wall": wall, "total": clients * requests}
+
+
+def bench_a(server: Server, folder: Path, args: argparse.Namespace, classes: str) -> None:
+    """Run and print (a)."""
+    a = bench_first_result_client(server, folder, args.runs, args.views, classes)
+    print(f"\n(a) 100k-point upload, {args.views} views, 40 classes, fresh session each run ({args.runs} runs)")
+    print(f"    gradio_client  first result (3-D + depth/image views): median {statistics.median(a['first']):.2f} s "
+          f"(min {min(a['first']):.2f}, max {max(a['first']):.2f})")
+    print(f"    gradio_client  scores:                                 median {statistics.median(a['final']):.2f} s "
+          f"(min {min(a['final']):.2f}, max {max(a['final']):.2f})")
+    steps = re.sub(r"<[^>]+>", " ", a["info"]).split("·")
+    print("    server steps of the last run:", " · ".join(s.strip() for s in steps if " ms" in s))
+    if not args.no_browser:
+        b = bench_first_result_browser(server, folder, args.runs, args.views, args.chromium)
+        if b:
+            print(f"    on screen (Chromium, same machine) views shown: median {statistics.median(b['shown']):.2f} s "
+                  f"(min {min(b['shown']):.2f}, max {max(b['shown']):.2f})")
+            print(f"    on screen (Chromium, same machine) votes shown: median {statistics.median(b['scored']):.2f} s "
+                  f"(min {min(b['scored']):.2f}, max {max(b['scored']):.2f})")
+
+
+def bench_b(server: Server, shape: Path, args: argparse.Namespace, classes: str) -> None:
+    """Run and print (b)."""
+    c = bench_concurrent(server, shape, args.clients, args.requests, classes)
+    lat = c["latencies"]
+    print(f"\n(b) {args.clients} concurrent clients × {args.requests} /classify requests ({shape.name}, 40 classes, 6 views)")
+    if lat:
+        print(f"    latency p50 {_percentile(lat, 0.5):.2f} s · p95 {_percentile(lat, 0.95):.2f} s · "
+              f"max {max(lat):.2f} s · throughput {len(lat) / c['wall']:.2f} req/s")
+    print(f"    failures {len(c['failures'])} / {c['total']}" + (f" (first: {c['failures'][0]})" if c["failures"] else ""))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="ViT-B-32")
+    p.add_argument("--weights", default=None, help="default: found automatically (random if none)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--views", default="10", choices=["6", "10"], help="views for (a) (default %(default)s)")
+    p.add_argument("--runs", type=int, default=5, help="uploads timed in (a) (default %(default)s)")
+    p.add_argument("--clients", type=int, default=10, help="concurrent clients in (b) (default %(default)s)")
+    p.add_argument("--requests", type=int, default=5, help="requests per client in (b) (default %(default)s)")
+    p.add_argument("--no-browser", action="store_true", help="skip the on-screen (Playwright) timing")
+    p.add_argument("--only", choices=["a", "b"], help="run only part (a) or (b)")
+    p.add_argument("--batch-images", type=int, default=None, help="passed to the app (default: the app's)")
+    p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    args = p.parse_args(argv)
+
+    from clip2point.classes import MODELNET40
+
+    classes = ", ".join(MODELNET40)
+    print(f"clip2point app benchmark · {args.model} · device {args.device} · {os.cpu_count()} CPU cores · "
+          f"load average before: {os.getloadavg()[0]:.2f} (other processes compete for the cores when it is > 0.5)")
+    server = Server(args)
+    folder = Path(tempfile.mkdtemp(prefix="bench_app_"))
+    try:
+        t0 = time.perf_counter()
+        server.wait()
+        from gradio_client import Client, handle_file
+
+        shape = write_classify_shape(folder)
+        Client(server.url, verbose=False).predict(handle_file(str(shape)), classes, api_name="/classify")  # model loaded
+        print(f"server up and model loaded in {time.perf_counter() - t0:.1f} s (python -m ui.app, then one /classify)")
+
+        if args.only != "b":
+            bench_a(server, folder, args, classes)
+        if args.only != "a":
+            bench_b(server, shape, args, classes)
+        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,644 @@
+"""The clip2point app: see every step of CLIP2Point zero-shot classification in the browser.
+
+Run ``python -m ui.app --help``. The page shows, for one shape: the points in 3-D with the
+cameras around them, per view the depth map CLIP reads beside the CLIP image view from the same
+camera, and the zero-shot result (probabilities, and a per-view × per-class logit heat-map with
+each view's vote). This module only wires widgets to :mod:`ui.session` (the logic) and
+:mod:`ui.figures` (the pictures).
+
+Scripts use the same server through ``gradio_client``::
+
+    from gradio_client import Client, handle_file
+    Client("http://127.0.0.1:7860/").predict(handle_file("chair.ply"), "chair,table", api_name="/classify")
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from clip2point.errors import Clip2PointError
+from ui import figures
+from ui.session import (
+    CLASS_PRESETS,
+    DEFAULT_CLASS_SET,
+    DEFAULT_EXAMPLE,
+    DEFAULT_MODEL,
+    DEFAULT_NUM_POINTS,
+    DEFAULT_RADIUS,
+    DEFAULT_TEMPLATE,
+    DEFAULT_VIEWS,
+    ENCODERS,
+    REGISTRY,
+    UPLOAD_EXTENSIONS,
+    ModelRegistry,
+    ModelSpec,
+    Session,
+    ShapeSource,
+    available_datasets,
+    classify_file,
+    dataset_class_counts,
+    dataset_indices,
+    example_names,
+    example_thumbnails,
+    find_data_dir,
+    probe_weights,
+    resolve_device,
+    warm_up,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_app", "main", "parse_args", "Clip2PointApp", "MAX_FILE_SIZE", "CONCURRENCY_LIMIT"]
+
+MAX_FILE_SIZE = "200mb"
+#: Heavy events (load + render + encode) handled at once; more queue. Loading and rendering run
+#: in parallel; encoder passes go one at a time through ``ui.session.EncodeBatcher`` (batched on GPUs).
+CONCURRENCY_LIMIT = 8
+_COMPUTE = "compute"
+
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    secondary_hue="amber",
+    neutral_hue="slate",
+    radius_size="md",
+    font=["Inter", "ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
+).set(
+    block_title_background_fill="transparent",
+    block_title_background_fill_dark="transparent",
+    block_title_padding="0",
+    block_title_text_color="*neutral_700",
+    block_title_text_color_dark="*neutral_200",
+    block_title_text_size="*text_sm",
+    block_label_background_fill="*neutral_100",
+    block_label_text_color="*neutral_600",
+    block_label_text_size="*text_sm",
+)
+
+APP_CSS = figures.CSS + """
+.gradio-container {max-width: 1560px !important}
+#c2p-header {display:flex; align-items:baseline; gap:.8rem; flex-wrap:wrap; margin:.2rem 0 .1rem}
+#c2p-header h1 {font-size:1.55rem; margin:0; font-weight:800; letter-spacing:-.01em}
+#c2p-header h1 span {color:#4f46e5}
+#c2p-header p {margin:0; opacity:.75; font-size:.92rem}
+#c2p-header a {color:inherit !important; text-decoration:underline; padding:0 !important; margin:0 !important;
+  background:none !important}
+.c2p-section {font-size:.78rem; font-weight:700; text-transform:uppercase; letter-spacing:.08em; opacity:.65;
+  margin:.35rem 0 -.2rem .15rem}
+#c2p-examples .grid-container {grid-template-columns:repeat(5, minmax(0, 1fr)) !important; gap:6px !important;
+  grid-template-rows:none !important; grid-auto-rows:auto !important; height:auto !important}
+#c2p-examples .grid-wrap {height:auto !important; min-height:0 !important; padding:6px !important}
+#c2p-examples {height:auto !important}
+#c2p-examples .thumbnail-item {width:100% !important; height:auto !important; aspect-ratio:1/1; background:#fff}
+#c2p-examples .thumbnail-item img {object-fit:contain}
+#c2p-examples .caption-label {font-size:.68rem; padding:0 .3rem; max-width:95%}
+#c2p-examples .icon-button-wrapper {display:none !important}
+#status:not(:has(.c2p-msg)) {display:none}
+#prediction {min-height:118px}
+#c2p-sidebar {gap:.6rem}
+.c2p-footnote {font-size:.78rem; opacity:.7}
+"""
+
+_HEADER = """
+<div id="c2p-header">
+  <h1>clip2point <span>·</span> zero-shot 3-D classification, every step visible</h1>
+  <p>Points → multi-view depth maps → CLIP features → per-view logits → prediction
+  (CLIP2Point, Huang et al., ICCV 2023, <a href="https://arxiv.org/abs/2210.01055" target="_blank">arXiv 2210.01055</a>).</p>
+</div>
+"""
+
+_API_NOTE = """
+**Use this app from Python** (`pip install gradio_client`):
+
+```python
+from gradio_client import Client, handle_file
+client = Client("http://127.0.0.1:7860/")   # this server's address
+probs = client.predict(handle_file("chair.ply"), "chair,table,lamp", api_name="/classify")
+# {'chair': 0.71, 'lamp': 0.17, 'table': 0.12}   optional: template, up axis ("y"/"z"), views ("6"/"10"), number of points
+```
+Every control is an API endpoint too; the "Use via API" link at the bottom lists them.
+"""
+
+
+class Clip2PointApp(gr.Blocks):
+    """``gr.Blocks`` whose :meth:`launch` defaults to the app's theme, CSS and 200 MB upload limit."""
+
+    def launch(self, *args: Any, **kwargs: Any):  # noqa: D102 - see gr.Blocks.launch
+        kwargs.setdefault("theme", THEME)
+        kwargs.setdefault("css", APP_CSS)
+        kwargs.setdefault("max_file_size", MAX_FILE_SIZE)
+        return super().launch(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# presentation of session objects
+
+
+def _banner(session: Session) -> str:
+    st = session.weights_status()
+    return figures.banner_html(st.level, st.model_name, st.weights, st.encoder, st.device, st.detail, st.loaded)
+
+
+def _plot(session: Session, color_by: str):
+    shape, views = session.shape, session.views
+    if shape is None:
+        return None
+    elev, azim, labels = (), (), ()
+    if views is not None:
+        from clip2point.render import get_view_set
+
+        vs = get_view_set(views.view_set)
+        elev, azim, labels = vs.elev, vs.azim, views.labels
+    return figures.point_cloud_figure(shape.points, shape.colors, "colors" if color_by == "file colours" else "height",
+                                      elev, azim, labels)
+
+
+def _info(session: Session) -> str:
+    shape, views = session.shape, session.views
+    if shape is None:
+        return ""
+    seconds = {"load": shape.seconds}
+    if views is not None:
+        seconds.update(views.seconds)
+        seconds.update(session.seconds)
+    return figures.shape_info_html(shape.name, shape.kind, len(shape.points), shape.num_input_points, shape.up,
+                                   len(views) if views is not None else None, seconds)
+
+
+def _cards(session: Session) -> str:
+    views, result = session.views, session.result
+    if views is None:
+        return figures.empty_html("Load a shape to see its depth maps and CLIP image views.")
+    votes = probs = pred = None
+    if result is not None:
+        votes = result.view_votes()
+        vl = result.view_logits[0].numpy()
+        p = np.exp(vl - vl.max(axis=1, keepdims=True))
+        probs = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
+        pred = result.predictions()[0]
+    return figures.view_cards_html(views.depth.numpy(), views.images, views.labels, votes, probs, pred, views.cache)
+
+
+def _result_outputs(session: Session, top_k: int) -> tuple[str, Any, Any]:
+    """(prediction html, probability figure, heat-map) of the session's latest result."""
+    res, shape = session.result, session.shape
+    truth = shape.true_label if shape is not None else None
+    top_class, top_prob = res.top(1)[0]
+    random_weights = session.weights_status().is_random
+    pred = figures.prediction_html(top_class, top_prob, res.view_logits.shape[1], len(res.classes), truth,
+                                   random_weights, _encoder_name(session), res.view_votes())
+    bars = figures.probability_figure(res.classes, res.probs[0].numpy(), int(top_k), truth)
+    heat = figures.view_logit_heatmap(res.classes, res.view_logits[0].numpy(), res.view_labels, true_label=truth)
+    return pred, bars, heat
+
+
+def _encoder_name(session: Session) -> str:
+    """Which tower scored the views, for the prediction card."""
+    return ENCODERS[session.encoder]
+
+
+def _error(err: Exception) -> str:
+    """Show an error as a toast and return the status-box HTML; unexpected errors are logged."""
+    if isinstance(err, Clip2PointError):
+        msg = str(err)
+    else:
+        log.exception("unexpected error")
+        msg = f"internal error ({type(err).__name__}: {err}); see the server log"
+    gr.Warning(msg)
+    return figures.message_html(msg, "error")
+
+
+def _progress_adapter(progress: gr.Progress):
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+# ----------------------------------------------------------------------------------------------
+# the app
+
+
+def build_app(
+    model_name: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    device: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    depth_encoder: str | None = None,
+    registry: ModelRegistry = REGISTRY,
+    concurrency_limit: int = CONCURRENCY_LIMIT,
+) -> gr.Blocks:
+    """Build the app (nothing heavy is loaded until the first request needs it).
+
+    Args:
+        model_name: open_clip architecture ("ViT-B-32"; "tiny-ViT-test" in tests).
+        weights: None (search; random with a red banner if none found), "random", a tag, a file.
+        device: "auto", "cpu", "cuda", ...
+        data_dir: ModelNet folder for the dataset browser (default: ``$CLIP2POINT_DATA`` or ``../shared/data``).
+        depth_encoder: a CLIP2Point depth-encoder file to start with (``best_eval.pth``).
+        registry: where models are cached (shared by all sessions).
+        concurrency_limit: heavy events running at once.
+
+    Returns:
+        A queued :class:`Clip2PointApp` (a ``gr.Blocks``); call ``.launch()``.
+    """
+    spec = ModelSpec(model_name, weights, device, depth_encoder)
+    data_root = find_data_dir(data_dir)
+    datasets = available_datasets(data_root, registry)
+    thumbs = [(img, name) for img, name in example_thumbnails()]
+    names = example_names()
+
+    def new_session(session: Session | None) -> Session:
+        return session if isinstance(session, Session) else Session(spec, registry)
+
+    def initial_banner() -> str:
+        return _banner(Session(spec, registry))
+
+    # ---------------------------------------------------------------- step 1: shape → views
+    def show_views(session: Session | None, source: ShapeSource | None, up: str | None, num_points: int, views: str,
+                   radius: float, color_by: str, progress: gr.Progress, set_up: bool = False) -> tuple:
+        """Load (if ``source``) and render; returns the ``view_outs`` (scores follow in a chained event).
+
+        Splitting the views from the scores puts the views on screen while the encoder runs
+        (a single streaming event would keep its progress overlay on every output until the end).
+        ``set_up``: show the up axis the shape was read with in the up-axis control.
+        """
+        session = new_session(session)
+        try:
+            progress(0.0, desc="reading the shape…")
+            if source is not None:
+                session.load(source, int(num_points), up)
+            progress(0.3, desc=f"rendering {views} views…")
+            session.render(str(views), float(radius))
+        except Exception as err:  # noqa: BLE001 - shown to the user, the app keeps running
+            return (session, _error(err)) + (gr.skip(),) * 8
+        if session.scores_due:  # no stale scores beside new views
+            n = len(session.views)
+            waiting = figures.message_html(f"Encoding {n} views and scoring…", "info")
+            bars = figures.placeholder_figure(f"encoding {n} views…", 200)
+            heat = figures.placeholder_figure("per-view logits follow", 200)
+        else:  # same views as before (render cache hit): their scores stay
+            waiting = bars = heat = gr.skip()
+        up_value = session.shape.up if set_up else gr.skip()
+        return (session, "", _info(session), _plot(session, color_by), _cards(session), waiting, bars, heat,
+                _banner(session), up_value)
+
+    # ---------------------------------------------------------------- step 2: views → scores
+    def rescore(session: Session | None, classes: str, template: str, top_k: int, progress=gr.Progress()) -> tuple:
+        """Encode the views (unless cached) and score them; new classes/template/top-k re-score from the cache."""
+        session = new_session(session)
+        if session.views is None:
+            return session, figures.message_html("Load a shape first.", "info"), *(gr.skip(),) * 6
+        try:
+            session.classify(classes, template, _progress_adapter(progress))
+            pred, bars, heat = _result_outputs(session, top_k)
+        except Exception as err:  # noqa: BLE001
+            return session, _error(err), "", *(gr.skip(),) * 5
+        return session, "", pred, bars, heat, _cards(session), _banner(session), _info(session)
+
+    def scores_after_views(session: Session | None, classes: str, template: str, top_k: int,
+                           progress=gr.Progress()) -> tuple:
+        """The chained second step of every loader: scores, only if its views step succeeded."""
+        session = new_session(session)
+        if not session.scores_due:  # the views step failed (and said so): keep the page as it is
+            return (session,) + (gr.skip(),) * 7
+        return rescore(session, classes, template, top_k, progress)
+
+    # ---------------------------------------------------------------- loaders (step 1 of each source)
+    def on_start(session, up, n, views, radius, color_by, progress=gr.Progress()):
+        return show_views(session, ShapeSource.example(DEFAULT_EXAMPLE), "y", n, views, radius, color_by, progress,
+                          set_up=True)
+
+    def on_upload(session, file, index, up, n, views, radius, color_by, progress=gr.Progress()):
+        if not file:
+            return (new_session(session), figures.message_html("No file received.", "error")) + (gr.skip(),) * 8
+        path = Path(file if isinstance(file, str) else getattr(file, "name", file))
+        source = ShapeSource.file(path, int(index or 0), display=path.name)
+        return show_views(session, source, up, n, views, radius, color_by, progress)
+
+    def on_example(session, name, up, n, views, radius, color_by, progress=gr.Progress()):
+        try:
+            source = ShapeSource.example(str(name))
+        except Clip2PointError as err:
+            return (new_session(session), _error(err)) + (gr.skip(),) * 8
+        return show_views(session, source, "y", n, views, radius, color_by, progress, set_up=True)
+
+    def on_gallery(evt: gr.SelectData):
+        return names[evt.index] if evt is not None and 0 <= evt.index < len(names) else gr.skip()
+
+    def on_reload(session, up, n, views, radius, color_by, progress=gr.Progress()):
+        session = new_session(session)
+        source = session.shape.source if session.shape is not None else ShapeSource.example(DEFAULT_EXAMPLE)
+        return show_views(session, source, up, n, views, radius, color_by, progress)
+
+    def on_rerender(session, up, n, views, radius, color_by, progress=gr.Progress()):
+        session = new_session(session)
+        source = None if session.shape is not None else ShapeSource.example(DEFAULT_EXAMPLE)
+        return show_views(session, source, up, n, views, radius, color_by, progress)
+
+    def on_color(session, color_by):
+        session = new_session(session)
+        return _plot(session, color_by) if session.shape is not None else gr.skip()
+
+    def on_preset(preset):
+        return ", ".join(CLASS_PRESETS[preset]) if preset in CLASS_PRESETS else gr.skip()
+
+    def on_encoder(session, encoder, classes, template, top_k, progress=gr.Progress()):
+        session = new_session(session)
+        try:
+            session.set_encoder(encoder)
+        except Clip2PointError as err:
+            return (session, _error(err), *(gr.skip(),) * 4, _banner(session), gr.skip(), session.encoder)
+        return (*rescore(session, classes, template, top_k, progress), session.encoder)
+
+    def on_depth_file(session, file, classes, template, top_k, progress=gr.Progress()):
+        session = new_session(session)
+        if not file:
+            return (session, "", *(gr.skip(),) * 4, _banner(session), gr.skip(), session.encoder)
+        try:
+            progress(0.1, desc="loading the depth encoder…")
+            handle = session.load_depth_encoder(str(file))
+            gr.Info(f"CLIP2Point depth encoder {handle.name} loaded; depth views are now encoded by it")
+        except Exception as err:  # noqa: BLE001
+            return (session, _error(err), *(gr.skip(),) * 4, _banner(session), gr.skip(), session.encoder)
+        return (*rescore(session, classes, template, top_k, progress), session.encoder)
+
+    def api_classify(file, classes, template=DEFAULT_TEMPLATE, up="y", views=DEFAULT_VIEWS,
+                     num_points=DEFAULT_NUM_POINTS) -> dict[str, float]:
+        """Classify a point-cloud/mesh file: {class: probability}, most probable first."""
+        try:
+            path = file if isinstance(file, str) else getattr(file, "name", None)
+            return classify_file(path, classes, template or DEFAULT_TEMPLATE, str(views or DEFAULT_VIEWS),
+                                 up or "y", int(num_points or DEFAULT_NUM_POINTS), spec, registry)
+        except Clip2PointError as err:
+            raise gr.Error(str(err)) from None
+        except Exception as err:  # noqa: BLE001 - never a bare 500 for a script
+            log.exception("/classify failed")
+            raise gr.Error(f"internal error ({type(err).__name__}: {err}); see the server log") from None
+
+    # dataset browser
+    def _ds(name: str, split: str):
+        return registry.dataset(data_root, name, split)
+
+    def on_dataset(name, split):
+        try:
+            ds = _ds(name, split)
+        except Clip2PointError as err:
+            return _error(err), gr.skip(), gr.skip()
+        counts = dataset_class_counts(ds)
+        choices = [(f"all classes · {len(ds)}", "all")] + [(f"{c} · {n}", c) for c, n in counts]
+        return "", gr.update(choices=choices, value="all"), gr.update(maximum=max(len(ds) - 1, 0), value=0)
+
+    def on_dataset_class(name, split, cls):
+        try:
+            n = len(dataset_indices(_ds(name, split), cls))
+        except Clip2PointError as err:
+            return _error(err), gr.skip()
+        return "", gr.update(maximum=max(n - 1, 0), value=0)
+
+    def on_dataset_random(name, split, cls):
+        try:
+            n = len(dataset_indices(_ds(name, split), cls))
+        except Clip2PointError:
+            return gr.skip()
+        return random.randrange(n) if n else 0
+
+    def on_dataset_load(session, name, split, cls, idx, n, views, radius, color_by, progress=gr.Progress()):
+        try:
+            indices = dataset_indices(_ds(name, split), cls)
+            if not 0 <= int(idx) < len(indices):
+                raise Clip2PointError(f"index {idx} is out of range for {cls} ({len(indices)} shapes)")
+            source = ShapeSource.from_dataset(data_root, name, split, int(indices[int(idx)]))
+        except Exception as err:  # noqa: BLE001
+            return (new_session(session), _error(err)) + (gr.skip(),) * 8
+        return show_views(session, source, None, n, views, radius, color_by, progress, set_up=True)
+
+    # ---------------------------------------------------------------- layout
+    with Clip2PointApp(title="clip2point — CLIP2Point zero-shot, every step visible", fill_width=True,
+                       analytics_enabled=False) as demo:
+        state = gr.State(None, time_to_live=2 * 3600)  # a Session per browser tab, dropped after 2 h idle
+        gr.HTML(_HEADER)
+        banner = gr.HTML(initial_banner(), elem_id="banner")
+        status = gr.HTML("", elem_id="status")
+        with gr.Row(equal_height=False):
+            # ------------------------------------------------ sidebar: inputs and settings
+            with gr.Column(scale=4, min_width=330, elem_id="c2p-sidebar"):
+                gr.HTML('<div class="c2p-section">1 · Shape</div>')
+                with gr.Tabs():
+                    with gr.Tab("Examples", id="examples"):
+                        gallery = gr.Gallery(thumbs, columns=5, rows=3, height="auto", allow_preview=False,
+                                             show_label=False, object_fit="contain", elem_id="c2p-examples")
+                        example = gr.Dropdown(names, value=DEFAULT_EXAMPLE, label="Example object", elem_id="example")
+                    with gr.Tab("Upload", id="upload"):
+                        upload = gr.File(label="Drop a point cloud or mesh", file_types=list(UPLOAD_EXTENSIONS),
+                                         type="filepath", height=120, elem_id="upload")
+                        shape_index = gr.Number(0, precision=0, minimum=0, label="Shape index (multi-shape .h5 / .npz / .npy)")
+                        gr.HTML(f'<div class="c2p-footnote">Reads {" ".join(UPLOAD_EXTENSIONS)} · up to '
+                                f'{MAX_FILE_SIZE.upper()} · meshes are surface-sampled · set the file\'s up axis below</div>')
+                    with gr.Tab("ModelNet", id="dataset"):
+                        if datasets:
+                            first = registry.dataset(data_root, datasets[0], "test")
+                            ds_name = gr.Dropdown(datasets, value=datasets[0], label="Dataset")
+                            ds_split = gr.Radio(["test", "train"], value="test", label="Split")
+                            ds_class = gr.Dropdown(
+                                [(f"all classes · {len(first)}", "all")]
+                                + [(f"{c} · {k}", c) for c, k in dataset_class_counts(first)],
+                                value="all", label="Class")
+                            ds_index = gr.Slider(0, max(len(first) - 1, 0), value=0, step=1, label="Shape (index within the class)")
+                            with gr.Row():
+                                ds_load = gr.Button("Load shape", variant="primary", size="sm")
+                                ds_random = gr.Button("Random shape", size="sm")
+                            gr.HTML(f'<div class="c2p-footnote">From {data_root} · the true label is shown with the prediction · '
+                                    'up axis set from the data</div>')
+                        else:
+                            gr.HTML(figures.message_html(
+                                "No ModelNet data found. Set $CLIP2POINT_DATA or pass --data-dir DIR "
+                                "(download: clip2point data download modelnet10 -o DIR).", "info"))
+                gr.HTML('<div class="c2p-section">2 · Rendering</div>')
+                with gr.Group():
+                    with gr.Row():
+                        up = gr.Radio(["y", "z"], value="y", label="Up axis of the file", info="ModelNet OFF data: z",
+                                      elem_id="up")
+                        views = gr.Radio([("6 · zero-shot", "6"), ("10 · pre-training", "10")], value=DEFAULT_VIEWS,
+                                         label="View set", elem_id="views")
+                    num_points = gr.Slider(256, 8192, value=DEFAULT_NUM_POINTS, step=256, label="Points (farthest point sampling)")
+                    radius = gr.Slider(0.005, 0.06, value=DEFAULT_RADIUS, step=0.0025, label="Splat radius (NDC; 0.02 ≈ 2.2 px)")
+                    color_by = gr.Radio(["height", "file colours"], value="height", label="3-D view colour",
+                                        info="file colours: point clouds that store RGB")
+                gr.HTML('<div class="c2p-section">3 · Classes &amp; prompt</div>')
+                with gr.Group():
+                    preset = gr.Dropdown([("ModelNet40 (40)", "modelnet40"), ("ModelNet10 (10)", "modelnet10"),
+                                          ("ScanObjectNN (15)", "scanobjectnn"), ("The 14 examples", "examples")],
+                                         value=DEFAULT_CLASS_SET, label="Class set preset")
+                    classes = gr.Textbox(", ".join(CLASS_PRESETS[DEFAULT_CLASS_SET]), lines=3, max_lines=6,
+                                         label="Classes (comma-separated, editable)", elem_id="classes")
+                    template = gr.Textbox(DEFAULT_TEMPLATE, label="Prompt template ({} = the class name)",
+                                          elem_id="template")
+                    top_k = gr.Slider(1, 10, value=5, step=1, label="Classes shown in the chart (top-k)")
+                score_btn = gr.Button("Score these classes", variant="primary", elem_id="score")
+                with gr.Accordion("4 · Encoder (CLIP or CLIP2Point depth encoder)", open=False):
+                    encoder = gr.Radio([(v, k) for k, v in ENCODERS.items()], value=Session(spec, registry).encoder,
+                                       label="Depth views are encoded by")
+                    depth_file = gr.File(label="CLIP2Point depth encoder (best_eval.pth / .pth / .safetensors)",
+                                         file_types=[".pth", ".pt", ".safetensors", ".bin"], type="filepath", height=90)
+            # ------------------------------------------------ main area: outputs
+            with gr.Column(scale=11, min_width=600):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=6, min_width=360):
+                        gr.HTML('<div class="c2p-section">Points and cameras</div>')
+                        plot3d = gr.Plot(show_label=False, elem_id="points3d")
+                        info = gr.HTML("", elem_id="shape-info")
+                    with gr.Column(scale=5, min_width=320):
+                        gr.HTML('<div class="c2p-section">Zero-shot result</div>')
+                        prediction = gr.HTML(figures.empty_html("Scores appear here."), elem_id="prediction")
+                        bars = gr.Plot(show_label=False, elem_id="probabilities")
+                gr.HTML('<div class="c2p-section">Views: depth map CLIP reads · CLIP image view from the same camera</div>')
+                cards = gr.HTML(figures.empty_html("Loading the example…"), elem_id="views")
+                gr.HTML('<div class="c2p-section">Per-view logits · ★ = the class each view votes for</div>')
+                heatmap = gr.Plot(show_label=False, elem_id="heatmap")
+                with gr.Accordion("Use from Python (gradio_client) · API", open=False):
+                    gr.Markdown(_API_NOTE)
+        # hidden components of the /classify API endpoint
+        with gr.Row(visible=False):
+            api_file = gr.File(label="point cloud or mesh file", file_types=list(UPLOAD_EXTENSIONS), visible=False)
+            api_classes = gr.Textbox("chair, table, lamp", label="classes (comma-separated)", visible=False)
+            api_template = gr.Textbox(DEFAULT_TEMPLATE, label="prompt template", visible=False)
+            api_up = gr.Radio(["y", "z"], value="y", label="up axis of the file", visible=False)
+            api_views = gr.Radio(["6", "10"], value=DEFAULT_VIEWS, label="view set", visible=False)
+            api_points = gr.Number(DEFAULT_NUM_POINTS, precision=0, label="number of points", visible=False)
+            api_out = gr.JSON(label="class probabilities", visible=False)
+            api_button = gr.Button(visible=False)
+
+        # ---------------------------------------------------------------- wiring
+        render_settings = [up, num_points, views, radius, color_by]
+        view_outs = [state, status, info, plot3d, cards, prediction, bars, heatmap, banner, up]
+        score_inputs = [state, classes, template, top_k]
+        score_outs = [state, status, prediction, bars, heatmap, cards, banner, info]
+        heavy = dict(concurrency_id=_COMPUTE, concurrency_limit=concurrency_limit)
+        scoring = dict(heavy, show_progress_on=[prediction])
+
+        def views_then_scores(event, fn, inputs, name: str, **kw):
+            """Step 1 (views, shown at once) chained to step 2 (scores), each with its API name."""
+            return event(fn, inputs, view_outs, api_name=name, **heavy, **kw).then(
+                scores_after_views, score_inputs, score_outs, api_name=f"{name}_scores", **scoring)
+
+        views_then_scores(demo.load, on_start, [state, *render_settings], "startup")
+        views_then_scores(upload.upload, on_upload, [state, upload, shape_index, *render_settings], "load_file")
+        gallery.select(on_gallery, None, example, api_name="pick_example", queue=False).then(
+            on_example, [state, example, *render_settings], view_outs, api_name="load_picked_example", **heavy).then(
+            scores_after_views, score_inputs, score_outs, api_name="load_picked_example_scores", **scoring)
+        views_then_scores(example.input, on_example, [state, example, *render_settings], "load_example")
+        views_then_scores(up.input, on_reload, [state, *render_settings], "set_up_axis")
+        views_then_scores(num_points.release, on_reload, [state, *render_settings], "set_num_points")
+        views_then_scores(views.input, on_rerender, [state, *render_settings], "set_view_set")
+        views_then_scores(radius.release, on_rerender, [state, *render_settings], "set_radius")
+        color_by.input(on_color, [state, color_by], plot3d, api_name="set_point_colours")
+        preset.input(on_preset, preset, classes, api_name="pick_class_preset", queue=False).then(
+            rescore, score_inputs, score_outs, api_name="score_preset", **scoring)
+        score_btn.click(rescore, score_inputs, score_outs, api_name="score", **scoring)
+        classes.submit(rescore, score_inputs, score_outs, api_name="set_classes", **scoring)
+        template.submit(rescore, score_inputs, score_outs, api_name="set_template", **scoring)
+        top_k.release(rescore, score_inputs, score_outs, api_name="set_top_k", **scoring)
+        encoder.input(on_encoder, [state, encoder, *score_inputs[1:]], [*score_outs, encoder],
+                      api_name="set_encoder", **scoring)
+        depth_file.upload(on_depth_file, [state, depth_file, *score_inputs[1:]], [*score_outs, encoder],
+                          api_name="load_depth_encoder", **scoring)
+        if datasets:
+            ds_name.input(on_dataset, [ds_name, ds_split], [status, ds_class, ds_index], api_name="pick_dataset")
+            ds_split.input(on_dataset, [ds_name, ds_split], [status, ds_class, ds_index], api_name="pick_split")
+            ds_class.input(on_dataset_class, [ds_name, ds_split, ds_class], [status, ds_index], api_name="pick_dataset_class")
+            ds_inputs = [state, ds_name, ds_split, ds_class, ds_index, num_points, views, radius, color_by]
+            views_then_scores(ds_load.click, on_dataset_load, ds_inputs, "load_dataset_shape")
+            views_then_scores(ds_index.release, on_dataset_load, ds_inputs, "load_dataset_index")
+            ds_random.click(on_dataset_random, [ds_name, ds_split, ds_class], ds_index, api_name="pick_random_shape",
+                            queue=False).then(
+                on_dataset_load, ds_inputs, view_outs, api_name="load_random_shape", **heavy).then(
+                scores_after_views, score_inputs, score_outs, api_name="load_random_shape_scores", **scoring)
+        api_button.click(api_classify, [api_file, api_classes, api_template, api_up, api_views, api_points], api_out,
+                         api_name="classify", **heavy)
+    demo.queue(default_concurrency_limit=concurrency_limit, max_size=256)
+    return demo
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line (see ``python -m ui.app --help``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m ui.app",
+        description="clip2point app: load a point cloud or mesh, see its CLIP2Point depth views and CLIP image "
+                    "views, and classify it zero-shot with CLIP — every step visible in the browser.",
+        epilog="examples:\n"
+               "  python -m ui.app                               # http://127.0.0.1:7860, weights found automatically\n"
+               "  python -m ui.app --weights openai --port 8080  # OpenAI CLIP ViT-B/32 (open_clip cache or download)\n"
+               "  python -m ui.app --depth-encoder weights/best_eval.pth   # CLIP2Point's pre-trained depth encoder\n"
+               "  python -m ui.app --weights random --data-dir ../shared/data\n\n"
+               "Without usable weights the app still starts, with random weights and a red banner that says how to\n"
+               "get real ones. Scripts: gradio_client Client(url).predict(handle_file(path), 'chair,table', api_name='/classify').",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface; default %(default)s)")
+    p.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
+    p.add_argument("--share", action="store_true", help="also create a public gradio.live link")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="open_clip architecture (default %(default)s, CLIP2Point's)")
+    p.add_argument("--weights", default=None, metavar="TAG|PATH|random",
+                   help="CLIP weights: an open_clip tag (openai), a checkpoint file, or 'random'. Default: "
+                        "$CLIP2POINT_WEIGHTS, weights/, the open_clip cache, a download — random if none is found")
+    p.add_argument("--depth-encoder", default=None, metavar="PATH",
+                   help="CLIP2Point pre-trained depth encoder (the authors' best_eval.pth); can also be uploaded in the page")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, … (default %(default)s)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="ModelNet data for the dataset browser (default: $CLIP2POINT_DATA, else ../shared/data if present)")
+    p.add_argument("--concurrency", type=int, default=CONCURRENCY_LIMIT,
+                   help="heavy requests processed at once; the rest queue (default %(default)s)")
+    p.add_argument("--batch-images", type=int, default=None, metavar="N",
+                   help="most depth images encoded in one pass when requests arrive together (default: 64 on CUDA, "
+                        "1 = one request per pass on CPU, which kept tail latency lower there)")
+    p.add_argument("--no-warmup", action="store_true", help="do not load the model in the background at start-up")
+    args = p.parse_args(argv)
+    if args.device != "auto" and not (args.device == "cpu" or args.device.startswith("cuda") or args.device == "mps"):
+        p.error(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    if args.weights is not None and args.weights.lower() != "random":
+        _source, reason = probe_weights(ModelSpec(args.model, args.weights, args.device))
+        if reason:
+            p.error(reason)
+    if args.depth_encoder and not Path(args.depth_encoder).is_file():
+        p.error(f"--depth-encoder {args.depth_encoder}: file not found")
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        p.error(f"--data-dir {args.data_dir}: not a folder")
+    return args
+
+
+def _warm_up(spec: ModelSpec, registry: ModelRegistry) -> None:
+    """Load the model, the default prompts' text features (and the depth encoder) in the background."""
+    try:
+        warm_up(spec, registry, CLASS_PRESETS[DEFAULT_CLASS_SET], DEFAULT_TEMPLATE)
+    except Exception:  # noqa: BLE001 - the first request will show the error in the page
+        log.exception("background model load failed")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m ui.app``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.batch_images is None:
+        args.batch_images = 64 if resolve_device(args.device).startswith("cuda") else 1
+    REGISTRY.batcher.max_images = max(1, args.batch_images)
+    demo = build_app(args.model, args.weights, args.device, args.data_dir, args.depth_encoder,
+                     concurrency_limit=args.concurrency)
+    if not args.no_warmup:
+        spec = ModelSpec(args.model, args.weights, args.device, args.depth_encoder)
+        threading.Thread(target=_warm_up, args=(spec, REGISTRY), name="clip2point-warmup", daemon=True).start()
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

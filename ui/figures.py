@@ -1,0 +1,401 @@
+"""Figures and HTML fragments of the clip2point app (plotly + plain HTML, no UI toolkit).
+
+* :func:`point_cloud_figure` — interactive 3-D scatter of the classified points (unit sphere,
+  y-up) with the V cameras of the view set marked around it.
+* :func:`probability_figure` — top-k class probabilities (horizontal bars).
+* :func:`view_logit_heatmap` — per-view × per-class logits with each view's winning class
+  starred, and a "mean over views" row that is what the prediction is made from.
+* :func:`view_cards_html` — per view, the depth map (CLIP's input) beside the CLIP image view
+  from the same camera, labelled with elevation/azimuth and, once scored, the view's vote.
+* :func:`banner_html`, :func:`prediction_html`, :func:`shape_info_html`, :func:`message_html`.
+
+HTML uses the class names styled by :data:`CSS` and the host page's CSS variables (so it
+follows a light or dark theme); a notebook front end can inject :data:`CSS` once.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+
+__all__ = [
+    "CSS", "PRIMARY", "point_cloud_figure", "probability_figure", "view_logit_heatmap", "placeholder_figure",
+    "view_cards_html", "banner_html", "prediction_html", "shape_info_html", "message_html", "png_data_uri",
+    "view_directions", "empty_html",
+]
+
+PRIMARY = "#4f46e5"
+PRIMARY_LIGHT = "#a5b4fc"
+ACCENT = "#f59e0b"
+GOOD = "#059669"
+BAD = "#dc2626"
+MUTED = "#64748b"
+_FONT = dict(family="Inter, ui-sans-serif, system-ui, -apple-system, 'Segoe UI', sans-serif", size=12, color=MUTED)
+
+#: Styles of the HTML fragments below (light and dark themes via the page's CSS variables).
+CSS = """
+.c2p-banner {display:flex; flex-wrap:wrap; gap:.35rem .9rem; align-items:center; padding:.55rem .9rem;
+  border-radius:10px; font-size:.92rem; border:1px solid; line-height:1.35}
+.c2p-banner.ok {background:rgba(5,150,105,.08); border-color:rgba(5,150,105,.35)}
+.c2p-banner.random {background:rgba(220,38,38,.08); border-color:rgba(220,38,38,.55)}
+.c2p-banner .c2p-tag {font-weight:700; padding:.1rem .5rem; border-radius:999px; font-size:.8rem; letter-spacing:.02em}
+.c2p-banner.ok .c2p-tag {background:#059669; color:#fff}
+.c2p-banner.random .c2p-tag {background:#dc2626; color:#fff}
+.c2p-banner .c2p-random-text {color:#dc2626; font-weight:700}
+.c2p-banner details {flex-basis:100%; font-size:.84rem; opacity:.9}
+.c2p-banner summary {cursor:pointer; color:#dc2626}
+.c2p-banner code {font-size:.8rem}
+.c2p-kv {opacity:.75}
+.c2p-cards {display:grid; grid-template-columns:repeat(auto-fill, minmax(268px, 1fr)); gap:.7rem}
+.c2p-card {border:1px solid var(--border-color-primary, #e2e8f0); border-radius:10px; padding:.45rem .5rem .5rem;
+  background:var(--block-background-fill, #fff)}
+.c2p-card-head {display:flex; justify-content:space-between; align-items:baseline; font-size:.82rem; margin:0 .1rem .35rem}
+.c2p-card-head b {font-size:.86rem}
+.c2p-pair {display:grid; grid-template-columns:1fr 1fr; gap:.35rem}
+.c2p-pair figure {margin:0; text-align:center}
+.c2p-pair img {width:100%; aspect-ratio:1/1; border-radius:6px; border:1px solid var(--border-color-primary, #e2e8f0);
+  background:#fff; image-rendering:auto; display:block}
+.c2p-pair figcaption {font-size:.72rem; opacity:.7; margin-top:.15rem}
+.c2p-vote {margin-top:.4rem; font-size:.78rem; display:flex; justify-content:space-between; gap:.4rem}
+.c2p-pred {border-radius:10px; padding:.7rem .9rem; background:rgba(79,70,229,.07); border:1px solid rgba(79,70,229,.25)}
+.c2p-pred .c2p-pred-label {font-size:.78rem; text-transform:uppercase; letter-spacing:.06em; opacity:.7}
+.c2p-pred .c2p-pred-class {font-size:1.6rem; font-weight:750; line-height:1.15}
+.c2p-pred .c2p-pred-prob {font-size:1.05rem; font-weight:600; color:#4f46e5; margin-left:.4rem}
+.c2p-pred .c2p-pred-note {font-size:.78rem; opacity:.75; margin-top:.2rem}
+.c2p-pred .c2p-true {font-weight:600}
+.c2p-tally {margin-top:.45rem; font-size:.8rem; display:flex; flex-wrap:wrap; gap:.3rem; align-items:center}
+.c2p-chip {padding:.05rem .5rem; border-radius:999px; background:rgba(79,70,229,.12); font-weight:600; font-size:.78rem}
+.c2p-chip.win {background:#4f46e5; color:#fff}
+.c2p-pred .c2p-true.ok {color:#059669} .c2p-pred .c2p-true.bad {color:#dc2626}
+.c2p-info {font-size:.84rem; line-height:1.5}
+.c2p-info b {font-weight:650}
+.c2p-msg {border-radius:8px; padding:.5rem .7rem; font-size:.86rem}
+.c2p-msg.error {background:rgba(220,38,38,.08); border:1px solid rgba(220,38,38,.5); color:#b91c1c}
+.c2p-msg.info {background:rgba(79,70,229,.06); border:1px solid rgba(79,70,229,.25)}
+.c2p-empty {padding:1.2rem; text-align:center; opacity:.6; font-size:.9rem; border:1px dashed var(--border-color-primary, #cbd5e1);
+  border-radius:10px}
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """A (H, W) grey or (H, W, 3) RGB image in [0, 1] (or uint8) as a PNG data URI."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False, compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def view_directions(labels: Sequence[str] | None = None, elev: Sequence[float] = (), azim: Sequence[float] = ()) -> np.ndarray:
+    """(V, 3) unit camera directions ``(cos e sin a, sin e, cos e cos a)`` (REFERENCE §2.3)."""
+    e, a = np.radians(np.asarray(elev, dtype=float)), np.radians(np.asarray(azim, dtype=float))
+    return np.stack([np.cos(e) * np.sin(a), np.sin(e), np.cos(e) * np.cos(a)], axis=-1)
+
+
+def _unit_sphere(points: np.ndarray) -> np.ndarray:
+    p = np.asarray(points, dtype=np.float64)
+    p = p - p.mean(axis=0)
+    scale = float(np.sqrt((p**2).sum(axis=1).max())) or 1.0
+    return p / scale
+
+
+def _base_layout(height: int, **kw) -> dict:
+    layout = dict(
+        height=height, margin=dict(l=8, r=8, t=8, b=8), paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)", font=_FONT, showlegend=False,
+    )
+    layout.update(kw)
+    return layout
+
+
+def placeholder_figure(message: str, height: int = 260) -> go.Figure:
+    """An empty chart that says what is coming ("scoring…")."""
+    fig = go.Figure()
+    fig.add_annotation(text=_esc(message), showarrow=False, font=dict(size=14, color=MUTED), x=0.5, y=0.5,
+                       xref="paper", yref="paper")
+    fig.update_layout(**_base_layout(height), xaxis=dict(visible=False), yaxis=dict(visible=False))
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# plotly figures
+
+
+def point_cloud_figure(
+    points: np.ndarray,
+    colors: np.ndarray | None = None,
+    color_by: str = "height",
+    view_elev: Sequence[float] = (),
+    view_azim: Sequence[float] = (),
+    view_labels: Sequence[str] = (),
+    height: int = 430,
+    max_points: int = 8192,
+) -> go.Figure:
+    """Interactive 3-D scatter of (N, 3) y-up points, normalised to the unit sphere as rendered.
+
+    Args:
+        points: (N, 3) y-up points (any units).
+        colors: optional (N, 3) colours in [0, 1], used when ``color_by == "colors"``.
+        color_by: "height" (y) or "colors" (the file's colours; height when there are none).
+        view_elev, view_azim, view_labels: the cameras to mark (numbered 1..V, as the views).
+        height: figure height in pixels.
+        max_points: points drawn at most (a seeded random subset beyond that).
+    """
+    p = _unit_sphere(points)
+    if len(p) > max_points:
+        keep = np.sort(np.random.default_rng(0).choice(len(p), max_points, replace=False))
+        p, colors = p[keep], None if colors is None else np.asarray(colors)[keep]
+    if color_by == "colors" and colors is not None:
+        rgb = (np.clip(np.asarray(colors, dtype=float), 0, 1) * 255).round().astype(int)
+        marker = dict(size=2.6, color=[f"rgb({r},{g},{b})" for r, g, b in rgb], opacity=0.95)
+    else:
+        marker = dict(size=2.6, color=p[:, 1], colorscale="Viridis", opacity=0.95,
+                      colorbar=dict(title=dict(text="height", side="right"), thickness=10, len=0.55, x=0.98))
+    fig = go.Figure(go.Scatter3d(
+        x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", marker=marker, name="points",
+        hovertemplate="x %{x:.2f}<br>y %{y:.2f}<br>z %{z:.2f}<extra></extra>",
+    ))
+    if len(view_elev):
+        d = view_directions(elev=view_elev, azim=view_azim) * 1.45
+        labels = list(view_labels) or [f"elev {e:g}°, azim {a:g}°" for e, a in zip(view_elev, view_azim)]
+        tips = d * 0.78  # short sight lines from each camera towards the object
+        lx, ly, lz = [], [], []
+        for (cx, cy, cz), (tx, ty, tz) in zip(d, tips):
+            lx += [cx, tx, None]
+            ly += [cy, ty, None]
+            lz += [cz, tz, None]
+        fig.add_trace(go.Scatter3d(x=lx, y=ly, z=lz, mode="lines", line=dict(color=ACCENT, width=3), hoverinfo="skip"))
+        fig.add_trace(go.Scatter3d(
+            x=d[:, 0], y=d[:, 1], z=d[:, 2], mode="markers+text", text=[str(i + 1) for i in range(len(d))],
+            textposition="top center", textfont=dict(color=ACCENT, size=12), name="cameras",
+            marker=dict(size=5, color=ACCENT, symbol="diamond", line=dict(color="#92400e", width=1)),
+            customdata=labels, hovertemplate="view %{text}<br>%{customdata}<extra></extra>",
+        ))
+    axis = dict(range=[-1.6, 1.6], showbackground=False, showticklabels=False, gridcolor="rgba(148,163,184,.25)",
+                zerolinecolor="rgba(148,163,184,.5)", showspikes=False)
+    fig.update_layout(
+        **_base_layout(height),
+        scene=dict(
+            xaxis=dict(axis, title=dict(text="")), yaxis=dict(axis, title=dict(text="")),
+            zaxis=dict(axis, title=dict(text="")), aspectmode="cube",
+            camera=dict(up=dict(x=0, y=1, z=0), eye=dict(x=1.15, y=0.75, z=1.45)),
+        ),
+        uirevision="points",
+    )
+    return fig
+
+
+def probability_figure(classes: Sequence[str], probs: Sequence[float], k: int = 5, true_label: str | None = None,
+                       height: int | None = None) -> go.Figure:
+    """Horizontal bars of the k most probable classes, most probable on top.
+
+    The winner is drawn in the primary colour; the true label (dataset shapes) gets a green edge.
+    """
+    probs = np.asarray(probs, dtype=float)
+    order = np.argsort(-probs, kind="stable")[: max(1, int(k))]
+    names = [str(classes[i]) for i in order][::-1]
+    vals = probs[order][::-1]
+    colors = [PRIMARY_LIGHT] * (len(names) - 1) + [PRIMARY]
+    edges = [GOOD if true_label is not None and n == true_label else "rgba(0,0,0,0)" for n in names]
+    fig = go.Figure(go.Bar(
+        x=vals, y=names, orientation="h", marker=dict(color=colors, line=dict(color=edges, width=2.5)),
+        text=[f"{v:.1%}" for v in vals], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    fig.update_layout(
+        **_base_layout(height or 48 + 30 * len(names)),
+        xaxis=dict(range=[0, max(0.05, float(vals.max()) * 1.22)], tickformat=".0%", gridcolor="rgba(148,163,184,.25)",
+                   zeroline=False, title=None),
+        yaxis=dict(automargin=True, tickfont=dict(size=13, color="#334155")),
+        bargap=0.28,
+    )
+    return fig
+
+
+def view_logit_heatmap(
+    classes: Sequence[str],
+    view_logits: np.ndarray,
+    view_labels: Sequence[str],
+    max_classes: int = 40,
+    true_label: str | None = None,
+) -> go.Figure:
+    """Per-view × per-class logits (rows: views, columns: classes by overall score).
+
+    Each view's winning class is starred; the top row is the mean over views, whose argmax is
+    the prediction (CLIP2Point sums the per-view logits). With more than ``max_classes``
+    classes, the best-scoring ones plus every view's winner are shown.
+    """
+    vl = np.asarray(view_logits, dtype=float)  # (V, C)
+    V, C = vl.shape
+    mean = vl.mean(axis=0)
+    order = np.argsort(-mean, kind="stable")
+    if C > max_classes:
+        keep = list(order[:max_classes])
+        keep += [int(j) for j in dict.fromkeys(vl.argmax(axis=1)) if j not in keep]
+        order = np.array(keep)
+    names = [str(classes[j]) for j in order]
+    rows = np.vstack([mean[None], vl])[:, order]
+    ylabels = ["<b>mean of all views</b>"] + [f"{i + 1} · {lab}" for i, lab in enumerate(view_labels)]
+    view_p = np.exp(rows - rows.max(axis=1, keepdims=True))
+    view_p /= view_p.sum(axis=1, keepdims=True)
+    fig = go.Figure(go.Heatmap(
+        z=rows, x=names, y=ylabels, colorscale="Blues", customdata=view_p, xgap=1, ygap=1,
+        colorbar=dict(title=dict(text="logit", side="right"), thickness=10),
+        hovertemplate="%{y}<br>%{x}: logit %{z:.2f} (softmax in this row %{customdata:.1%})<extra></extra>",
+    ))
+    win = rows.argmax(axis=1)
+    fig.add_trace(go.Scatter(
+        x=[names[j] for j in win], y=ylabels, mode="markers",
+        marker=dict(symbol="star", size=13, color=ACCENT, line=dict(color="#78350f", width=1)),
+        hovertemplate="%{y}<br>votes for %{x}<extra></extra>",
+    ))
+    ticks = [f"<b>{n}</b>" if j == 0 else n for j, n in enumerate(names)]
+    if true_label is not None and true_label in names:
+        k = names.index(true_label)
+        ticks[k] = f"<span style='color:{GOOD}'>{ticks[k]} (true)</span>"
+    fig.update_layout(
+        **_base_layout(70 + 24 * (V + 1) + 8 * max(len(n) for n in names) // 2),
+        xaxis=dict(tickangle=-45 if len(names) > 6 else 0, tickvals=names, ticktext=ticks, automargin=True, side="bottom"),
+        yaxis=dict(autorange="reversed", automargin=True),
+    )
+    fig.add_hline(y=0.5, line=dict(color="#334155", width=1.5))
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML fragments
+
+
+def _view_pngs(depth: np.ndarray, images: np.ndarray | None, cache: dict | None) -> list[tuple[str, str | None]]:
+    if cache is not None and "png" in cache:
+        return cache["png"]
+    pngs = [
+        (png_data_uri(depth[v]), None if images is None else png_data_uri(images[v]))
+        for v in range(len(depth))
+    ]
+    if cache is not None:
+        cache["png"] = pngs
+    return pngs
+
+
+def view_cards_html(
+    depth: np.ndarray,
+    images: np.ndarray | None,
+    labels: Sequence[str],
+    votes: Sequence[str] | None = None,
+    vote_probs: Sequence[float] | None = None,
+    prediction: str | None = None,
+    cache: dict | None = None,
+) -> str:
+    """One card per view: depth map (CLIP input) | CLIP image view, labelled, with the view's vote.
+
+    Args:
+        depth: (V, H, W) depth images in [0, 1].
+        images: (V, H, W, 3) image views in [0, 1], or None.
+        labels: "elev 0°, azim 90°" per view.
+        votes, vote_probs: the winning class of each view and its softmax share within the view.
+        prediction: the overall prediction (matching votes are highlighted).
+        cache: a dict kept with the views, so PNGs are encoded once per render.
+    """
+    depth = np.asarray(depth)
+    pngs = _view_pngs(depth, None if images is None else np.asarray(images), cache)
+    cards = []
+    for v, ((d_uri, i_uri), label) in enumerate(zip(pngs, labels)):
+        elev, _, azim = str(label).partition(",")
+        figs = [f'<figure><img src="{d_uri}" alt="depth view {v + 1}"><figcaption>depth → CLIP</figcaption></figure>']
+        if i_uri is not None:
+            figs.append(f'<figure><img src="{i_uri}" alt="image view {v + 1}"><figcaption>CLIP image view</figcaption></figure>')
+        vote = ""
+        if votes is not None:
+            cls = "c2p-chip win" if prediction is not None and votes[v] == prediction else "c2p-chip"
+            share = f"{vote_probs[v]:.0%} of this view" if vote_probs is not None else ""
+            vote = f'<div class="c2p-vote"><span>votes <span class="{cls}">{_esc(votes[v])}</span></span><span class="c2p-kv">{share}</span></div>'
+        cards.append(
+            f'<div class="c2p-card" data-view="{v + 1}"><div class="c2p-card-head"><b>View {v + 1}</b>'
+            f'<span class="c2p-kv">{_esc(elev.strip())} · {_esc(azim.strip())}</span></div>'
+            f'<div class="c2p-pair">{"".join(figs)}</div>{vote}</div>'
+        )
+    return f'<div class="c2p-cards" id="c2p-view-cards">{"".join(cards)}</div>'
+
+
+def banner_html(level: str, model_name: str, weights: str, encoder: str, device: str, detail: str = "",
+                loaded: bool = True) -> str:
+    """The weights banner: backbone, weights, encoder, device; red and explicit for random weights."""
+    state = "" if loaded else ' <span class="c2p-kv">(loads on first use)</span>'
+    parts = [
+        f'<span><b>Backbone</b> {_esc(model_name)}{state}</span>',
+        f'<span><b>Weights</b> {_esc(weights)}</span>',
+        f'<span><b>Depth views encoded by</b> {_esc(encoder)}</span>',
+        f'<span class="c2p-kv">device {_esc(device)}</span>',
+    ]
+    if level == "random":
+        tag = '<span class="c2p-tag">RANDOM WEIGHTS</span>'
+        parts.insert(0, tag + '<span class="c2p-random-text">random — scores meaningless</span>')
+        parts.append(f"<details><summary>Why, and how to get real weights</summary><code>{_esc(detail)}</code></details>")
+    else:
+        parts.insert(0, '<span class="c2p-tag">PRETRAINED</span>')
+    return f'<div class="c2p-banner {"random" if level == "random" else "ok"}" id="c2p-banner">{"".join(parts)}</div>'
+
+
+def prediction_html(prediction: str, prob: float, num_views: int, num_classes: int, true_label: str | None = None,
+                    random_weights: bool = False, encoder: str = "", votes: Sequence[str] | None = None) -> str:
+    """The headline: predicted class, its probability, the views' votes, the true label when known."""
+    tally = ""
+    if votes:
+        counts = Counter(votes).most_common()
+        chips = " ".join(
+            f'<span class="c2p-chip{" win" if c == prediction else ""}">{_esc(c)} {n}</span>' for c, n in counts
+        )
+        tally = f'<div class="c2p-tally"><span class="c2p-kv">votes of the {len(votes)} views</span> {chips}</div>'
+    truth = ""
+    if true_label is not None:
+        ok = true_label == prediction
+        truth = f' · true label <span class="c2p-true {"ok" if ok else "bad"}">{_esc(true_label)} {"✓" if ok else "✗"}</span>'
+    warn = ' · <span class="c2p-random-text" style="color:#dc2626;font-weight:700">random weights: meaningless</span>' if random_weights else ""
+    return (
+        f'<div class="c2p-pred" id="c2p-prediction"><div class="c2p-pred-label">zero-shot prediction</div>'
+        f'<div><span class="c2p-pred-class">{_esc(prediction)}</span><span class="c2p-pred-prob">{prob:.1%}</span></div>'
+        f'<div class="c2p-pred-note">{num_classes} classes · sum of {num_views} per-view logits'
+        f'{" · " + _esc(encoder) if encoder else ""}{truth}{warn}</div>{tally}</div>'
+    )
+
+
+def shape_info_html(name: str, kind: str, num_points: int, num_input: int, up: str, num_views: int | None = None,
+                    seconds: dict[str, float] | None = None) -> str:
+    """One compact paragraph about the current shape and how long each step took."""
+    what = "mesh, surface-sampled" if kind == "mesh" else "point cloud"
+    of = f"{num_input:,} vertices" if kind == "mesh" else f"{num_input:,} points"
+    times = ""
+    if seconds:
+        times = " · " + " · ".join(f"{k} {v * 1000:.0f} ms" for k, v in seconds.items())
+    views = f" · {num_views} views" if num_views else ""
+    return (
+        f'<div class="c2p-info" id="c2p-shape-info"><b>{_esc(name)}</b><br>{what} · {num_points:,} points classified '
+        f'(file: {of}) · up axis {_esc(up)}{views}<span class="c2p-kv">{_esc(times)}</span></div>'
+    )
+
+
+def message_html(text: str, kind: str = "info") -> str:
+    """A status message ("error" in red)."""
+    icon = "⚠ " if kind == "error" else ""
+    return f'<div class="c2p-msg {_esc(kind)}" id="c2p-status-{_esc(kind)}">{icon}{_esc(text)}</div>'
+
+
+def empty_html(text: str) -> str:
+    """A dashed placeholder box."""
+    return f'<div class="c2p-empty">{_esc(text)}</div>'
