@@ -6,7 +6,7 @@ BIN       := $(VENV)/bin
 TORCH     ?= torch==2.14.1 torchvision==0.29.1
 SHAPE     ?= ../shared/data/modelnet10/modelnet10_pcd1024_test.h5
 
-.PHONY: install system-deps run test clean
+.PHONY: install system-deps run zeroshot notebooks test clean
 
 # open3d needs libusb-1.0 at import time; the browser tests drive Debian's chromium (no browser
 # download). Debian/Ubuntu only; skipped when present, or with a hint when not root.
@@ -29,9 +29,16 @@ install: system-deps $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 	@$(BIN)/clip2point info --brief
 
-# Until the app lands: zero-shot on a real ModelNet10 test shape (random weights when none are found).
+# The app: http://127.0.0.1:7860 (opens on an example shape; random weights, said on screen, when none are found).
 run: install
+	$(BIN)/python -m ui.app $(APP_ARGS)
+
+# The main job without a browser: zero-shot on a real ModelNet10 test shape.
+zeroshot: install
 	$(BIN)/clip2point zeroshot "$(SHAPE)" --index 0 --up z --class-set modelnet10 --weights $${WEIGHTS:-random}
+
+notebooks: install
+	$(BIN)/jupyter lab notebooks/
 
 test: install
 	$(BIN)/python -m pytest -q
