@@ -205,8 +205,9 @@ class _LazyDataset(PointCloudDataset):
         self.paths = [Path(p) for p in paths]
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
+    @abc.abstractmethod
     def _read(self, i: int) -> np.ndarray:
-        raise NotImplementedError
+        """(N, 3) float32 points of item ``i`` in the file's own axes."""
 
     def _points(self, i: int) -> np.ndarray:
         if self._cache is not None and i in self._cache:

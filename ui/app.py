@@ -18,7 +18,9 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import numpy as np
 
 from clip2point.errors import Clip2PointError
 from ui import figures
+from ui.runs import FewShotRunner, RunState
 from ui.session import (
     CLASS_PRESETS,
     DEFAULT_CLASS_SET,
@@ -38,6 +41,7 @@ from ui.session import (
     DEFAULT_VIEWS,
     ENCODERS,
     REGISTRY,
+    REPO_ROOT,
     UPLOAD_EXTENSIONS,
     ModelRegistry,
     ModelSpec,
@@ -52,6 +56,7 @@ from ui.session import (
     find_data_dir,
     probe_weights,
     resolve_device,
+    score_features,
     warm_up,
 )
 
@@ -217,8 +222,74 @@ def _error(err: Exception) -> str:
     return figures.message_html(msg, "error")
 
 
+def _html_path(path: Path) -> str:
+    """A path for the page: relative to the repository when inside it."""
+    try:
+        shown = Path(path).resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        shown = Path(path)
+    return figures._esc(str(shown))
+
+
 def _progress_adapter(progress: gr.Progress):
     return lambda fraction, message: progress(fraction, desc=message)
+
+
+
+# ----------------------------------------------------------------------------------------------
+# few-shot tab (background runs of clip2point.fewshot through ui.runs.FewShotRunner)
+
+#: Where the app's few-shot runs go (one ``<timestamp>`` folder per run; gitignored).
+FEWSHOT_RUNS_DIR = REPO_ROOT / "runs" / "app"
+_FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
+_FEWSHOT_POLL_S = 1.0
+
+
+@dataclass
+class _FewShot:
+    """One browser tab's few-shot state: the current run and its loaded adapter."""
+
+    runner: FewShotRunner | None = None
+    classifier: Any = None
+    classifier_dir: str = ""
+    shown_epochs: int = -1
+
+
+def _new_run_dir(root: Path) -> Path:
+    """``root/<timestamp>`` that does not exist yet (``-2``, ``-3``, … when started in the same second)."""
+    base = root / time.strftime("%Y%m%d-%H%M%S")
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _fewshot_status(state: RunState, epochs: int) -> str:
+    """The status line: status/stage, epoch x/y, validation accuracy (best so far), test accuracy."""
+    parts = [state.describe()]
+    if state.status == "running" or state.history:
+        parts.append(f"epoch {len(state.history)}/{epochs}")
+    if state.history:
+        last = state.history[-1]
+        val, best = last.get("val_acc"), last.get("best_val_acc")
+        if val is not None and val == val:
+            parts.append(f"val acc {val:.1%}" + (f" (best {best:.1%})" if best is not None and best == best else ""))
+    if state.run_dir is not None and state.finished:
+        parts.append(f"run folder {state.run_dir}")
+    kind = "error" if state.status == "failed" else "info"
+    return figures.message_html(" · ".join(parts), kind)
+
+
+def _run_gate_mean(state: RunState) -> tuple[list[float] | None, str]:
+    """The run's per-view gate averaged over the test shapes (else the validation shapes)."""
+    metrics = state.result.metrics if state.result is not None else {}
+    if metrics.get("gate_weights"):
+        return metrics["gate_weights"], "test set (mean)"
+    if metrics.get("val_gate_weights"):
+        return metrics["val_gate_weights"], "validation set (mean)"
+    return None, ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,6 +304,7 @@ def build_app(
     depth_encoder: str | None = None,
     registry: ModelRegistry = REGISTRY,
     concurrency_limit: int = CONCURRENCY_LIMIT,
+    runs_dir: str | os.PathLike | None = None,
 ) -> gr.Blocks:
     """Build the app (nothing heavy is loaded until the first request needs it).
 
@@ -244,6 +316,7 @@ def build_app(
         depth_encoder: a CLIP2Point depth-encoder file to start with (``best_eval.pth``).
         registry: where models are cached (shared by all sessions).
         concurrency_limit: heavy events running at once.
+        runs_dir: where the Few-shot tab writes its runs (default ``runs/app`` in the repository).
 
     Returns:
         A queued :class:`Clip2PointApp` (a ``gr.Blocks``); call ``.launch()``.
@@ -253,6 +326,7 @@ def build_app(
     datasets = available_datasets(data_root, registry)
     thumbs = [(img, name) for img, name in example_thumbnails()]
     names = example_names()
+    runs_root = Path(runs_dir) if runs_dir is not None else FEWSHOT_RUNS_DIR
 
     def new_session(session: Session | None) -> Session:
         return session if isinstance(session, Session) else Session(spec, registry)
@@ -419,6 +493,108 @@ def build_app(
             return (new_session(session), _error(err)) + (gr.skip(),) * 8
         return show_views(session, source, None, n, views, radius, color_by, progress, set_up=True)
 
+
+    # ---------------------------------------------------------------- few-shot tab
+    def fs_results(session: Session | None, fs: _FewShot, state: RunState) -> tuple:
+        """(session, gate figure, adapter figure, zero-shot figure, note) of a finished run on the
+        current shape of the main tab (the default example when none is loaded)."""
+        from clip2point.fewshot import load_adapter
+
+        session = new_session(session)
+        if state.result is None or not state.result.best_epoch or state.run_dir is None:
+            msg = "no epoch finished, so there is no adapter to show"
+            return session, figures.placeholder_figure(msg, 200), None, None, msg
+        backbone = registry.model(spec).backbone
+        if fs.classifier is None or fs.classifier_dir != str(state.run_dir):
+            fs.classifier, fs.classifier_dir = load_adapter(state.run_dir, backbone), str(state.run_dir)
+        clf = fs.classifier
+        if session.shape is None:
+            session.load(ShapeSource.example(DEFAULT_EXAMPLE), DEFAULT_NUM_POINTS, "y")
+        shape = session.shape
+        res = clf.predict(shape.points, keep_depth=True)
+        thumbs = [figures.png_data_uri(d) for d in res.depth[0].numpy()] if res.depth is not None else []
+        mean, mean_name = _run_gate_mean(state)
+        gate = figures.gate_views_figure(res.view_labels, mean, res.gate[0].numpy(), thumbs, mean_name or "mean")
+        truth = shape.true_label
+        adapter = figures.probability_figure(clf.classes, res.probs[0].numpy(), 5, truth)
+        template = clf.run_config.get("fewshot", {}).get("template", DEFAULT_TEMPLATE)
+        zs = score_features(session.model(), session.features(), clf.classes, template, session.views)
+        zero = figures.probability_figure(zs.classes, zs.probs[0].numpy(), 5, truth)
+        top, p = res.top(1)[0]
+        ztop, zp = zs.top(1)[0]
+        note = (f"{shape.name}: adapter → {top} ({p:.1%}) · zero-shot with the same {len(clf.classes)} classes → "
+                f"{ztop} ({zp:.1%})" + (f" · true label {truth}" if truth else ""))
+        return session, gate, adapter, zero, note
+
+    def fs_buttons(running: bool) -> tuple:
+        return gr.update(interactive=not running and bool(datasets)), gr.update(interactive=running)
+
+    def fs_start(session, fs, dataset, shots, epochs, gate, views, limit_test, val_per_class):
+        """Start a few-shot run in the background (the timer then polls it)."""
+        fs = fs if isinstance(fs, _FewShot) else _FewShot()
+        if fs.runner is not None and fs.runner.running:
+            gr.Warning("a run is already going; stop it first")
+            return (fs,) + (gr.skip(),) * 8
+        try:
+            from clip2point.fewshot import FewShotConfig
+
+            if not datasets:
+                raise Clip2PointError("no ModelNet data found: clip2point data download modelnet10 -o DIR, "
+                                      "then start the app with --data-dir DIR")
+            cfg = FewShotConfig(dataset=str(dataset), data_dir=str(data_root), out_dir=str(_new_run_dir(runs_root)),
+                                shots=int(shots), epochs=int(epochs), gate=str(gate), views=str(views),
+                                limit_test=int(limit_test or 0), val_per_class=int(val_per_class or 0), plots=False)
+            cfg.validate()
+            backbone = registry.model(spec).backbone  # shared with the zero-shot tab; its device is the run's
+            runner = FewShotRunner(cfg, backbone)
+            runner.start()
+        except Exception as err:  # noqa: BLE001 - shown to the user
+            return (fs, _error(err)) + (gr.skip(),) * 5 + fs_buttons(False)
+        fs.runner, fs.classifier, fs.classifier_dir, fs.shown_epochs = runner, None, "", 0
+        wait = figures.placeholder_figure("results appear when the run ends", 200)
+        return (fs, _fewshot_status(runner.state, cfg.epochs), figures.training_curves_figure([]), wait, None, None,
+                gr.Timer(active=True), *fs_buttons(True))
+
+    def fs_poll(session, fs):
+        """Tick: status line and curves of the run; when it ends, its gate weights and the current shape."""
+        if not isinstance(fs, _FewShot) or fs.runner is None:
+            return (session, fs) + (gr.skip(),) * 5 + (gr.Timer(active=False),) + fs_buttons(False)
+        state = fs.runner.state
+        epochs = fs.runner.config.epochs
+        curves = gr.skip()
+        if len(state.history) != fs.shown_epochs or state.finished:
+            curves, fs.shown_epochs = figures.training_curves_figure(state.history), len(state.history)
+        status = _fewshot_status(state, epochs)
+        if not state.finished:
+            return (session, fs, status, curves) + (gr.skip(),) * 3 + (gr.skip(), *fs_buttons(True))
+        gate = adapter = zero = gr.skip()
+        if state.status != "failed":
+            try:
+                session, gate, adapter, zero, note = fs_results(session, fs, state)
+                status = _fewshot_status(state, epochs)[:-len("</div>")] + f"<br>{figures._esc(note)}</div>"
+            except Exception as err:  # noqa: BLE001
+                status = _error(err)
+        return (session, fs, status, curves, gate, adapter, zero, gr.Timer(active=False), *fs_buttons(False))
+
+    def fs_stop(fs):
+        """Ask the run to stop after its current step (the poll then shows "cancelled")."""
+        if isinstance(fs, _FewShot) and fs.runner is not None and fs.runner.running:
+            fs.runner.stop()
+            return figures.message_html("stopping after the current step…", "info")
+        return gr.skip()
+
+    def fs_classify(session, fs):
+        """Classify the main tab's current shape with the finished run's adapter (and zero-shot)."""
+        if not isinstance(fs, _FewShot) or fs.runner is None or not fs.runner.state.finished:
+            return (session, figures.message_html("Train an adapter first (Start), then wait for it to end.", "info"),
+                    gr.skip(), gr.skip(), gr.skip())
+        state = fs.runner.state
+        try:
+            session, gate, adapter, zero, note = fs_results(session, fs, state)
+        except Exception as err:  # noqa: BLE001
+            return session, _error(err), gr.skip(), gr.skip(), gr.skip()
+        return session, figures.message_html(note, "info"), gate, adapter, zero
+
     # ---------------------------------------------------------------- layout
     with Clip2PointApp(title="clip2point — CLIP2Point zero-shot, every step visible", fill_width=True,
                        analytics_enabled=False) as demo:
@@ -426,84 +602,132 @@ def build_app(
         gr.HTML(_HEADER)
         banner = gr.HTML(initial_banner(), elem_id="banner")
         status = gr.HTML("", elem_id="status")
-        with gr.Row(equal_height=False):
-            # ------------------------------------------------ sidebar: inputs and settings
-            with gr.Column(scale=4, min_width=330, elem_id="c2p-sidebar"):
-                gr.HTML('<div class="c2p-section">1 · Shape</div>')
-                with gr.Tabs():
-                    with gr.Tab("Examples", id="examples"):
-                        gallery = gr.Gallery(thumbs, columns=5, rows=3, height="auto", allow_preview=False,
-                                             show_label=False, object_fit="contain", elem_id="c2p-examples")
-                        example = gr.Dropdown(names, value=DEFAULT_EXAMPLE, label="Example object", elem_id="example")
-                    with gr.Tab("Upload", id="upload"):
-                        upload = gr.File(label="Drop a point cloud or mesh", file_types=list(UPLOAD_EXTENSIONS),
-                                         type="filepath", height=120, elem_id="upload")
-                        shape_index = gr.Number(0, precision=0, minimum=0, label="Shape index (multi-shape .h5 / .npz / .npy)")
-                        gr.HTML(f'<div class="c2p-footnote">Reads {" ".join(UPLOAD_EXTENSIONS)} · up to '
-                                f'{MAX_FILE_SIZE.upper()} · meshes are surface-sampled · set the file\'s up axis below</div>')
-                    with gr.Tab("ModelNet", id="dataset"):
-                        if datasets:
-                            first = registry.dataset(data_root, datasets[0], "test")
-                            ds_name = gr.Dropdown(datasets, value=datasets[0], label="Dataset")
-                            ds_split = gr.Radio(["test", "train"], value="test", label="Split")
-                            ds_class = gr.Dropdown(
-                                [(f"all classes · {len(first)}", "all")]
-                                + [(f"{c} · {k}", c) for c, k in dataset_class_counts(first)],
-                                value="all", label="Class")
-                            ds_index = gr.Slider(0, max(len(first) - 1, 0), value=0, step=1, label="Shape (index within the class)")
-                            with gr.Row():
-                                ds_load = gr.Button("Load shape", variant="primary", size="sm")
-                                ds_random = gr.Button("Random shape", size="sm")
-                            gr.HTML(f'<div class="c2p-footnote">From {data_root} · the true label is shown with the prediction · '
-                                    'up axis set from the data</div>')
-                        else:
-                            gr.HTML(figures.message_html(
-                                "No ModelNet data found. Set $CLIP2POINT_DATA or pass --data-dir DIR "
-                                "(download: clip2point data download modelnet10 -o DIR).", "info"))
-                gr.HTML('<div class="c2p-section">2 · Rendering</div>')
-                with gr.Group():
-                    with gr.Row():
-                        up = gr.Radio(["y", "z"], value="y", label="Up axis of the file", info="ModelNet OFF data: z",
-                                      elem_id="up")
-                        views = gr.Radio([("6 · zero-shot", "6"), ("10 · pre-training", "10")], value=DEFAULT_VIEWS,
-                                         label="View set", elem_id="views")
-                    num_points = gr.Slider(256, 8192, value=DEFAULT_NUM_POINTS, step=256, label="Points (farthest point sampling)")
-                    radius = gr.Slider(0.005, 0.06, value=DEFAULT_RADIUS, step=0.0025, label="Splat radius (NDC; 0.02 ≈ 2.2 px)")
-                    color_by = gr.Radio(["height", "file colours"], value="height", label="3-D view colour",
-                                        info="file colours: point clouds that store RGB")
-                gr.HTML('<div class="c2p-section">3 · Classes &amp; prompt</div>')
-                with gr.Group():
-                    preset = gr.Dropdown([("ModelNet40 (40)", "modelnet40"), ("ModelNet10 (10)", "modelnet10"),
-                                          ("ScanObjectNN (15)", "scanobjectnn"), ("The 14 examples", "examples")],
-                                         value=DEFAULT_CLASS_SET, label="Class set preset")
-                    classes = gr.Textbox(", ".join(CLASS_PRESETS[DEFAULT_CLASS_SET]), lines=3, max_lines=6,
-                                         label="Classes (comma-separated, editable)", elem_id="classes")
-                    template = gr.Textbox(DEFAULT_TEMPLATE, label="Prompt template ({} = the class name)",
-                                          elem_id="template")
-                    top_k = gr.Slider(1, 10, value=5, step=1, label="Classes shown in the chart (top-k)")
-                score_btn = gr.Button("Score these classes", variant="primary", elem_id="score")
-                with gr.Accordion("4 · Encoder (CLIP or CLIP2Point depth encoder)", open=False):
-                    encoder = gr.Radio([(v, k) for k, v in ENCODERS.items()], value=Session(spec, registry).encoder,
-                                       label="Depth views are encoded by")
-                    depth_file = gr.File(label="CLIP2Point depth encoder (best_eval.pth / .pth / .safetensors)",
-                                         file_types=[".pth", ".pt", ".safetensors", ".bin"], type="filepath", height=90)
-            # ------------------------------------------------ main area: outputs
-            with gr.Column(scale=11, min_width=600):
+        with gr.Tabs(elem_id="c2p-tabs"):
+            with gr.Tab("Zero-shot", id="zeroshot"):
                 with gr.Row(equal_height=False):
-                    with gr.Column(scale=6, min_width=360):
-                        gr.HTML('<div class="c2p-section">Points and cameras</div>')
-                        plot3d = gr.Plot(show_label=False, elem_id="points3d")
-                        info = gr.HTML("", elem_id="shape-info")
-                    with gr.Column(scale=5, min_width=320):
-                        gr.HTML('<div class="c2p-section">Zero-shot result</div>')
-                        prediction = gr.HTML(figures.empty_html("Scores appear here."), elem_id="prediction")
-                        bars = gr.Plot(show_label=False, elem_id="probabilities")
-                gr.HTML('<div class="c2p-section">Views: depth map CLIP reads · CLIP image view from the same camera</div>')
-                cards = gr.HTML(figures.empty_html("Loading the example…"), elem_id="views")
-                gr.HTML('<div class="c2p-section">Per-view logits · ★ = the class each view votes for</div>')
-                heatmap = gr.Plot(show_label=False, elem_id="heatmap")
-                with gr.Accordion("Use from Python (gradio_client) · API", open=False):
-                    gr.Markdown(_API_NOTE)
+                    # ------------------------------------------------ sidebar: inputs and settings
+                    with gr.Column(scale=4, min_width=330, elem_id="c2p-sidebar"):
+                        gr.HTML('<div class="c2p-section">1 · Shape</div>')
+                        with gr.Tabs():
+                            with gr.Tab("Examples", id="examples"):
+                                gallery = gr.Gallery(thumbs, columns=5, rows=3, height="auto", allow_preview=False,
+                                                     show_label=False, object_fit="contain", elem_id="c2p-examples")
+                                example = gr.Dropdown(names, value=DEFAULT_EXAMPLE, label="Example object", elem_id="example")
+                            with gr.Tab("Upload", id="upload"):
+                                upload = gr.File(label="Drop a point cloud or mesh", file_types=list(UPLOAD_EXTENSIONS),
+                                                 type="filepath", height=120, elem_id="upload")
+                                shape_index = gr.Number(0, precision=0, minimum=0, label="Shape index (multi-shape .h5 / .npz / .npy)")
+                                gr.HTML(f'<div class="c2p-footnote">Reads {" ".join(UPLOAD_EXTENSIONS)} · up to '
+                                        f'{MAX_FILE_SIZE.upper()} · meshes are surface-sampled · set the file\'s up axis below</div>')
+                            with gr.Tab("ModelNet", id="dataset"):
+                                if datasets:
+                                    first = registry.dataset(data_root, datasets[0], "test")
+                                    ds_name = gr.Dropdown(datasets, value=datasets[0], label="Dataset")
+                                    ds_split = gr.Radio(["test", "train"], value="test", label="Split")
+                                    ds_class = gr.Dropdown(
+                                        [(f"all classes · {len(first)}", "all")]
+                                        + [(f"{c} · {k}", c) for c, k in dataset_class_counts(first)],
+                                        value="all", label="Class")
+                                    ds_index = gr.Slider(0, max(len(first) - 1, 0), value=0, step=1, label="Shape (index within the class)")
+                                    with gr.Row():
+                                        ds_load = gr.Button("Load shape", variant="primary", size="sm")
+                                        ds_random = gr.Button("Random shape", size="sm")
+                                    gr.HTML(f'<div class="c2p-footnote">From {data_root} · the true label is shown with the prediction · '
+                                            'up axis set from the data</div>')
+                                else:
+                                    gr.HTML(figures.message_html(
+                                        "No ModelNet data found. Set $CLIP2POINT_DATA or pass --data-dir DIR "
+                                        "(download: clip2point data download modelnet10 -o DIR).", "info"))
+                        gr.HTML('<div class="c2p-section">2 · Rendering</div>')
+                        with gr.Group():
+                            with gr.Row():
+                                up = gr.Radio(["y", "z"], value="y", label="Up axis of the file", info="ModelNet OFF data: z",
+                                              elem_id="up")
+                                views = gr.Radio([("6 · zero-shot", "6"), ("10 · pre-training", "10")], value=DEFAULT_VIEWS,
+                                                 label="View set", elem_id="views")
+                            num_points = gr.Slider(256, 8192, value=DEFAULT_NUM_POINTS, step=256, label="Points (farthest point sampling)")
+                            radius = gr.Slider(0.005, 0.06, value=DEFAULT_RADIUS, step=0.0025, label="Splat radius (NDC; 0.02 ≈ 2.2 px)")
+                            color_by = gr.Radio(["height", "file colours"], value="height", label="3-D view colour",
+                                                info="file colours: point clouds that store RGB")
+                        gr.HTML('<div class="c2p-section">3 · Classes &amp; prompt</div>')
+                        with gr.Group():
+                            preset = gr.Dropdown([("ModelNet40 (40)", "modelnet40"), ("ModelNet10 (10)", "modelnet10"),
+                                                  ("ScanObjectNN (15)", "scanobjectnn"), ("The 14 examples", "examples")],
+                                                 value=DEFAULT_CLASS_SET, label="Class set preset")
+                            classes = gr.Textbox(", ".join(CLASS_PRESETS[DEFAULT_CLASS_SET]), lines=3, max_lines=6,
+                                                 label="Classes (comma-separated, editable)", elem_id="classes")
+                            template = gr.Textbox(DEFAULT_TEMPLATE, label="Prompt template ({} = the class name)",
+                                                  elem_id="template")
+                            top_k = gr.Slider(1, 10, value=5, step=1, label="Classes shown in the chart (top-k)")
+                        score_btn = gr.Button("Score these classes", variant="primary", elem_id="score")
+                        with gr.Accordion("4 · Encoder (CLIP or CLIP2Point depth encoder)", open=False):
+                            encoder = gr.Radio([(v, k) for k, v in ENCODERS.items()], value=Session(spec, registry).encoder,
+                                               label="Depth views are encoded by")
+                            depth_file = gr.File(label="CLIP2Point depth encoder (best_eval.pth / .pth / .safetensors)",
+                                                 file_types=[".pth", ".pt", ".safetensors", ".bin"], type="filepath", height=90)
+                    # ------------------------------------------------ main area: outputs
+                    with gr.Column(scale=11, min_width=600):
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=6, min_width=360):
+                                gr.HTML('<div class="c2p-section">Points and cameras</div>')
+                                plot3d = gr.Plot(show_label=False, elem_id="points3d")
+                                info = gr.HTML("", elem_id="shape-info")
+                            with gr.Column(scale=5, min_width=320):
+                                gr.HTML('<div class="c2p-section">Zero-shot result</div>')
+                                prediction = gr.HTML(figures.empty_html("Scores appear here."), elem_id="prediction")
+                                bars = gr.Plot(show_label=False, elem_id="probabilities")
+                        gr.HTML('<div class="c2p-section">Views: depth map CLIP reads · CLIP image view from the same camera</div>')
+                        cards = gr.HTML(figures.empty_html("Loading the example…"), elem_id="views")
+                        gr.HTML('<div class="c2p-section">Per-view logits · ★ = the class each view votes for</div>')
+                        heatmap = gr.Plot(show_label=False, elem_id="heatmap")
+                        with gr.Accordion("Use from Python (gradio_client) · API", open=False):
+                            gr.Markdown(_API_NOTE)
+            with gr.Tab("Few-shot", id="fewshot"):
+                gr.HTML('<div class="c2p-footnote">Train a GDPA few-shot adapter on K shapes per class on top of the '
+                        'frozen backbone of this app (CLIP2Point §3.3, the few-shot protocol of PointCLIP); runs go '
+                        f'to {_html_path(runs_root)}/&lt;timestamp&gt; on {resolve_device(spec.device)}.</div>')
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=4, min_width=330):
+                        if not datasets:
+                            gr.HTML(figures.message_html(
+                                "No ModelNet data found, so there is nothing to train on. Download it with "
+                                "clip2point data download modelnet10 -o DIR and start the app with --data-dir DIR "
+                                "(or set $CLIP2POINT_DATA).", "info"), elem_id="fs-nodata")
+                        with gr.Group():
+                            fs_dataset = gr.Dropdown(datasets or ["modelnet10"], value=(datasets or ["modelnet10"])[0],
+                                                     label="Dataset", interactive=bool(datasets))
+                            fs_shots = gr.Radio(list(_FEWSHOT_SHOTS), value=16, label="Shots (shapes per class)")
+                            fs_epochs = gr.Slider(1, 200, value=30, step=1, label="Epochs")
+                            fs_gate = gr.Radio([("view · GDPA (learned per-view gate)", "view"),
+                                                ("none · released DPA (fixed 0.5/0.5)", "none")], value="view",
+                                               label="Gate")
+                        with gr.Accordion("More settings", open=False):
+                            fs_views = gr.Radio(["10", "6"], value="10", label="View set")
+                            fs_limit = gr.Number(200, precision=0, minimum=0,
+                                                 label="Test shapes (class-balanced subset; 0 = all)")
+                            fs_val = gr.Number(4, precision=0, minimum=0, label="Validation shapes per class")
+                        with gr.Row():
+                            fs_start_btn = gr.Button("Start", variant="primary", interactive=bool(datasets),
+                                                     elem_id="fs-start")
+                            fs_stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="fs-stop")
+                        fs_status = gr.HTML(figures.message_html("idle", "info"), elem_id="fs-status")
+                        fs_classify_btn = gr.Button("Classify the current shape with the adapter", size="sm",
+                                                    elem_id="fs-classify")
+                    with gr.Column(scale=11, min_width=600):
+                        gr.HTML('<div class="c2p-section">Training: loss and accuracy per epoch</div>')
+                        fs_curves = gr.Plot(show_label=False, elem_id="fs-curves")
+                        gr.HTML('<div class="c2p-section">Gate per view (share of path A): mean over the test set · '
+                                'the current shape (thumbnails: its depth views)</div>')
+                        fs_gate_plot = gr.Plot(show_label=False, elem_id="fs-gate")
+                        with gr.Row():
+                            with gr.Column():
+                                gr.HTML('<div class="c2p-section">Current shape · few-shot adapter (top 5)</div>')
+                                fs_adapter_plot = gr.Plot(show_label=False, elem_id="fs-adapter")
+                            with gr.Column():
+                                gr.HTML('<div class="c2p-section">Current shape · zero-shot, same classes (top 5)</div>')
+                                fs_zero_plot = gr.Plot(show_label=False, elem_id="fs-zeroshot")
+                fs_timer = gr.Timer(_FEWSHOT_POLL_S, active=False)
+                fs_state = gr.State(None, time_to_live=2 * 3600)
         # hidden components of the /classify API endpoint
         with gr.Row(visible=False):
             api_file = gr.File(label="point cloud or mesh file", file_types=list(UPLOAD_EXTENSIONS), visible=False)
@@ -560,6 +784,16 @@ def build_app(
                             queue=False).then(
                 on_dataset_load, ds_inputs, view_outs, api_name="load_random_shape", **heavy).then(
                 scores_after_views, score_inputs, score_outs, api_name="load_random_shape_scores", **scoring)
+        # few-shot tab: start/stop/classify return at once; the run is a thread polled by the timer
+        light = dict(concurrency_limit=None, show_progress="hidden")
+        fs_outs = [fs_state, fs_status, fs_curves, fs_gate_plot, fs_adapter_plot, fs_zero_plot, fs_timer,
+                   fs_start_btn, fs_stop_btn]
+        fs_start_btn.click(fs_start, [state, fs_state, fs_dataset, fs_shots, fs_epochs, fs_gate, fs_views, fs_limit,
+                                      fs_val], fs_outs, api_name="fewshot_start", concurrency_limit=None)
+        fs_timer.tick(fs_poll, [state, fs_state], [state, *fs_outs], api_name="fewshot_poll", **light)
+        fs_stop_btn.click(fs_stop, fs_state, fs_status, api_name="fewshot_stop", **light)
+        fs_classify_btn.click(fs_classify, [state, fs_state], [state, fs_status, fs_gate_plot, fs_adapter_plot,
+                                                               fs_zero_plot], api_name="fewshot_classify", **heavy)
         api_button.click(api_classify, [api_file, api_classes, api_template, api_up, api_views, api_points], api_out,
                          api_name="classify", **heavy)
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=256)

@@ -28,7 +28,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import ipywidgets as W
@@ -39,6 +39,7 @@ import plotly.io as pio
 from clip2point.errors import Clip2PointError
 
 from . import figures
+from .figures import gate_weights_figure, training_curves_figure
 from .runs import FewShotRunner, RunState
 from .session import (
     CLASS_PRESETS,
@@ -109,49 +110,6 @@ def _view_vote_shares(result) -> np.ndarray:
     vl = result.view_logits[0].numpy()
     p = np.exp(vl - vl.max(axis=1, keepdims=True))
     return (p / p.sum(axis=1, keepdims=True)).max(axis=1)
-
-
-def training_curves_figure(history: Sequence[dict], title: str = "", height: int = 300) -> go.Figure:
-    """Train loss (left axis) and train/validation accuracy (right axis) per epoch."""
-    fig = go.Figure()
-    if history:
-        ep = [h["epoch"] for h in history]
-        fig.add_trace(go.Scatter(x=ep, y=[h["train_loss"] for h in history], name="train loss", mode="lines+markers",
-                                 line=dict(color=figures.ACCENT)))
-        fig.add_trace(go.Scatter(x=ep, y=[h["train_acc"] for h in history], name="train acc", yaxis="y2",
-                                 mode="lines+markers", line=dict(color=figures.PRIMARY_LIGHT)))
-        val = [h.get("val_acc") for h in history]
-        if any(v is not None and v == v for v in val):
-            fig.add_trace(go.Scatter(x=ep, y=val, name="val acc", yaxis="y2", mode="lines+markers",
-                                     line=dict(color=figures.PRIMARY, width=3)))
-    else:
-        fig.add_annotation(text="no epoch finished yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(
-        height=height, margin=dict(l=50, r=50, t=36 if title else 10, b=36), title=title or None,
-        xaxis=dict(title="epoch"), yaxis=dict(title="loss"),
-        yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1.02], tickformat=".0%"),
-        legend=dict(orientation="h", y=1.12), paper_bgcolor="rgba(0,0,0,0)",
-    )
-    return fig
-
-
-def gate_weights_figure(gate: Sequence[float], labels: Sequence[str], importance: Sequence[float] | None = None,
-                        paths: str = "clip+clip", height: int = 320) -> go.Figure:
-    """Per-view gate α_v (share of path A) as bars, with the view importances softmax(γ) as markers."""
-    names = [f"{i + 1} · {lab}" for i, lab in enumerate(labels)]
-    path_a = "depth encoder" if paths == "depth+clip" else "path A (CLIP)"
-    fig = go.Figure(go.Bar(x=names, y=list(gate), name=f"α (share of {path_a})", marker_color=figures.PRIMARY,
-                           hovertemplate="%{x}<br>α %{y:.3f}<extra></extra>"))
-    if importance is not None:
-        fig.add_trace(go.Scatter(x=names, y=list(importance), name="view importance softmax(γ)", yaxis="y2",
-                                 mode="markers", marker=dict(color=figures.ACCENT, size=10, symbol="diamond")))
-    fig.add_hline(y=0.5, line=dict(color=figures.MUTED, dash="dot"))
-    fig.update_layout(
-        height=height, margin=dict(l=50, r=50, t=10, b=90), yaxis=dict(title="gate α", range=[0, 1]),
-        yaxis2=dict(title="importance", overlaying="y", side="right", rangemode="tozero"),
-        xaxis=dict(tickangle=-35), legend=dict(orientation="h", y=1.12), paper_bgcolor="rgba(0,0,0,0)",
-    )
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------
