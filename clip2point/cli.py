@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cliutil import run_command, setup_logging
 from .pretrain.cli import COMMANDS as PRETRAIN_COMMANDS
 from .pretrain.cli import add_parsers as add_pretrain_parsers
 
@@ -499,27 +500,8 @@ COMMANDS = {"info": cmd_info, "render": cmd_render, "zeroshot": cmd_zeroshot, "e
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not args.debug:  # keep third-party chatter (open_clip, open3d) out of the way
-        for name in ("root", "open_clip", "httpx", "urllib3", "matplotlib", "PIL"):
-            logging.getLogger(None if name == "root" else name).setLevel(logging.WARNING)
-        logging.getLogger("clip2point").setLevel(logging.WARNING if args.quiet else logging.INFO)
-    from .errors import Clip2PointError
-
-    try:
-        return COMMANDS[args.command](args)
-    except (Clip2PointError, OSError) as e:
-        if args.debug:
-            raise
-        msg = str(e) if isinstance(e, Clip2PointError) else f"{type(e).__name__}: {e}"
-        print(f"clip2point {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"clip2point {args.command}: interrupted", file=sys.stderr)
-        return 130
+    setup_logging(args.debug, args.quiet)
+    return run_command(COMMANDS[args.command], args, f"clip2point {args.command}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -73,6 +73,8 @@ def test_opens_on_an_example_with_views_scores_and_a_random_weights_banner(page)
 def test_upload_shows_depth_views_then_scores(page, tmp_path):
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=TIMEOUT_MS)  # expect()'s own default is 5 s: too short on a loaded 2-core machine
+
     page.get_by_role("tab", name="Upload").click()
     bad = tmp_path / "broken.ply"
     bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 99\nproperty float x\nend_header\n\x00")

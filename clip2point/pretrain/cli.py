@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Callable
 
 __all__ = ["add_parsers", "COMMANDS", "build_parser", "main", "cmd_pretrain", "cmd_weights"]
@@ -242,24 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m clip2point.pretrain`` / ``torchrun ... -m clip2point.pretrain``."""
+    from ..cliutil import run_command, setup_logging
+
     args = build_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
-    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet or rank > 0 else logging.INFO)
-    logging.basicConfig(level=level, format=f"%(levelname)s [rank {rank}] %(name)s: %(message)s")
-    if not args.debug:
-        for name in ("root", "open_clip", "httpx", "urllib3", "PIL"):
-            logging.getLogger(None if name == "root" else name).setLevel(logging.WARNING)
-        logging.getLogger("clip2point").setLevel(level)
-    from ..errors import Clip2PointError
-
-    try:
-        return cmd_pretrain(args)
-    except (Clip2PointError, OSError) as e:
-        if args.debug:
-            raise
-        msg = str(e) if isinstance(e, Clip2PointError) else f"{type(e).__name__}: {e}"
-        print(f"clip2point pretrain [rank {rank}]: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("clip2point pretrain: interrupted (resume with --resume)", file=sys.stderr)
-        return 130
+    setup_logging(args.debug, args.quiet or rank > 0, fmt=f"%(levelname)s [rank {rank}] %(name)s: %(message)s")
+    return run_command(cmd_pretrain, args, f"clip2point pretrain [rank {rank}]", "interrupted (resume with --resume)")
