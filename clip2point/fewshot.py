@@ -1153,10 +1153,7 @@ class AdapterResult(ZeroShotResult):
     def as_dict(self, index: int = 0) -> dict:
         """JSON-ready: classes, probs, top, view_labels, gate_weights (V), view_importance (V), paths."""
         return {
-            "classes": list(self.classes),
-            "probs": [round(float(p), 6) for p in self.probs[index].tolist()],
-            "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top(5, index)],
-            "view_labels": list(self.view_labels),
+            **self._summary(index),
             "gate_weights": [round(float(g), 5) for g in self.gate[index].tolist()] if self.gate is not None else None,
             "view_importance": [round(float(g), 5) for g in self.importance.tolist()] if self.importance is not None else None,
             "path_a_share": round(float(self.shape_gate[index]), 5) if self.shape_gate is not None else None,

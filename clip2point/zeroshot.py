@@ -53,13 +53,23 @@ class ZeroShotResult:
         """The winning class of each view of shape ``index``."""
         return [self.classes[i] for i in self.view_logits[index].argmax(dim=1).tolist()]
 
-    def as_dict(self, index: int = 0) -> dict:
-        """JSON-ready result of one shape: classes, probs, top (class, prob) pairs, view_logits (V×C)."""
+    def view_vote_probs(self, index: int = 0) -> list[float]:
+        """Each view's softmax probability of its own winning class (see :meth:`view_votes`)."""
+        return torch.softmax(self.view_logits[index], dim=-1).amax(dim=-1).tolist()
+
+    def _summary(self, index: int) -> dict:
+        """The JSON fields every result has: classes, probs, top (class, prob) pairs, view_labels."""
         return {
             "classes": list(self.classes),
             "probs": [round(float(p), 6) for p in self.probs[index].tolist()],
             "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top(5, index)],
             "view_labels": list(self.view_labels),
+        }
+
+    def as_dict(self, index: int = 0) -> dict:
+        """JSON-ready result of one shape: classes, probs, top (class, prob) pairs, view_logits (V×C)."""
+        return {
+            **self._summary(index),
             "view_logits": [[round(float(x), 5) for x in row] for row in self.view_logits[index].tolist()],
         }
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from clip2point.errors import Clip2PointError
 from ui import figures
@@ -149,8 +148,7 @@ class Clip2PointApp(gr.Blocks):
 
 
 def _banner(session: Session) -> str:
-    st = session.weights_status()
-    return figures.banner_html(st.level, st.model_name, st.weights, st.encoder, st.device, st.detail, st.loaded)
+    return figures.weights_banner_html(session.weights_status())
 
 
 def _plot(session: Session, color_by: str):
@@ -185,10 +183,7 @@ def _cards(session: Session) -> str:
         return figures.empty_html("Load a shape to see its depth maps and CLIP image views.")
     votes = probs = pred = None
     if result is not None:
-        votes = result.view_votes()
-        vl = result.view_logits[0].numpy()
-        p = np.exp(vl - vl.max(axis=1, keepdims=True))
-        probs = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
+        votes, probs = result.view_votes(), result.view_vote_probs()
         pred = result.predictions()[0]
     return figures.view_cards_html(views.depth.numpy(), views.images, views.labels, votes, probs, pred, views.cache)
 

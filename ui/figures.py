@@ -26,7 +26,7 @@ from PIL import Image
 
 __all__ = [
     "CSS", "PRIMARY", "point_cloud_figure", "probability_figure", "view_logit_heatmap", "placeholder_figure",
-    "view_cards_html", "banner_html", "prediction_html", "shape_info_html", "message_html", "png_data_uri",
+    "view_cards_html", "banner_html", "weights_banner_html", "prediction_html", "shape_info_html", "message_html", "png_data_uri",
     "view_directions", "empty_html", "training_curves_figure", "gate_weights_figure",
     "gate_views_figure",
 ]
@@ -403,6 +403,12 @@ def view_cards_html(
             f'<div class="c2p-pair">{"".join(figs)}</div>{vote}</div>'
         )
     return f'<div class="c2p-cards" id="c2p-view-cards">{"".join(cards)}</div>'
+
+
+def weights_banner_html(status) -> str:
+    """:func:`banner_html` of a :class:`ui.session.WeightsStatus` (``Session.weights_status()``)."""
+    st = status
+    return banner_html(st.level, st.model_name, st.weights, st.encoder, st.device, st.detail, st.loaded)
 
 
 def banner_html(level: str, model_name: str, weights: str, encoder: str, device: str, detail: str = "",

@@ -100,18 +100,6 @@ def _css() -> W.HTML:
     return W.HTML(_CSS_HTML, layout=W.Layout(height="0px", margin="0"))
 
 
-def _banner(session: Session) -> str:
-    st = session.weights_status()
-    return figures.banner_html(st.level, st.model_name, st.weights, st.encoder, st.device, st.detail, st.loaded)
-
-
-def _view_vote_shares(result) -> np.ndarray:
-    """Each view's softmax share of its own winning class (what the view cards print)."""
-    vl = result.view_logits[0].numpy()
-    p = np.exp(vl - vl.max(axis=1, keepdims=True))
-    return (p / p.sum(axis=1, keepdims=True)).max(axis=1)
-
-
 # ----------------------------------------------------------------------------------------------
 # 1. shape explorer
 
@@ -155,7 +143,7 @@ class ShapeExplorer:
                                     description="Radius", continuous_update=False)
         self.num_points = W.IntSlider(value=DEFAULT_NUM_POINTS, min=128, max=8192, step=128, description="Points",
                                       continuous_update=False)
-        self.banner = W.HTML(_banner(self.session))
+        self.banner = W.HTML(figures.weights_banner_html(self.session.weights_status()))
         self.info = W.HTML()
         self.message = W.HTML()
         self.cards = W.HTML(figures.empty_html("Load a shape to see its depth maps and CLIP image views."))
@@ -255,7 +243,7 @@ class ShapeExplorer:
     def refresh(self) -> None:
         """Redraw the outputs from the session (view cards show per-view votes once scored)."""
         s = self.session
-        self.banner.value = _banner(s)
+        self.banner.value = figures.weights_banner_html(s.weights_status())
         if s.shape is None or s.views is None:
             return
         shape, views = s.shape, s.views
@@ -264,7 +252,7 @@ class ShapeExplorer:
                                                   shape.up, len(views), seconds)
         votes = shares = pred = None
         if s.result is not None:
-            votes, shares, pred = s.result.view_votes(), _view_vote_shares(s.result), s.result.predictions()[0]
+            votes, shares, pred = s.result.view_votes(), s.result.view_vote_probs(), s.result.predictions()[0]
         self.cards.value = figures.view_cards_html(views.depth.numpy(), views.images, views.labels, votes, shares, pred,
                                                    views.cache)
         from clip2point.render import get_view_set
