@@ -308,7 +308,7 @@ def cmd_zeroshot(args) -> int:
     classes = _classes(args)
     clouds = list(_load_inputs(args))  # read (and validate) every file before loading the model
     clf = ZeroShotClassifier(_backbone(args), classes, args.template, args.views, image_size=args.image_size,
-                             radius=args.radius, batch_size=args.batch_size * len(args.views))
+                             radius=args.radius, batch_size=args.batch_size * int(args.views))
     with _progress(args, len(clouds), "zero-shot") as bar:
         for path, pc in clouds:
             res = clf.predict(pc.points, keep_depth=False)
