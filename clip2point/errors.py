@@ -16,6 +16,8 @@ __all__ = [
     "UnknownClassSetError",
     "DatasetError",
     "ImageViewError",
+    "ResourceLimitError",
+    "SandboxError",
 ]
 
 
@@ -53,3 +55,15 @@ class DatasetError(Clip2PointError):
 
 class ImageViewError(Clip2PointError):
     """Bad input for an image-view (RGB) render: mesh, points, colours, light or settings."""
+
+
+class ResourceLimitError(Clip2PointError):
+    """A task hit a time or memory limit, or its worker process crashed (see :mod:`clip2point.sandbox`).
+
+    Also raised for inputs larger than a documented cap (e.g. ``load_point_cloud(max_points=...)``).
+    """
+
+
+class SandboxError(Clip2PointError):
+    """A task run in a limited child process (:func:`clip2point.sandbox.call_limited`) failed with an
+    exception outside the clip2point family; the message gives its type and text."""
