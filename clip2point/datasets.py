@@ -62,7 +62,7 @@ from torch.utils.data import Dataset
 
 from .classes import MODELNET10, MODELNET40, class_names as _words
 from .errors import DatasetError
-from .io import convert_up_axis, load_point_cloud
+from .io import convert_up_axis, h5_dataset, load_point_cloud
 
 __all__ = [
     "PointCloudDataset",
@@ -326,9 +326,15 @@ def _h5_class_names(folder: Path, first: Path, name: str) -> list[str] | None:
     try:
         with h5py.File(first, "r") as h:
             if "class_names" in h.attrs:
-                return [str(c) for c in json.loads(h.attrs["class_names"])]
+                raw = h.attrs["class_names"]
+                names = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+                if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+                    raise DatasetError(f"{first}: attribute class_names is not a JSON list of names; fix or re-download it")
+                return names
     except OSError as err:
         raise DatasetError(f"cannot read {first} ({err}); re-download it or remove it") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{first}: attribute class_names is not valid JSON ({err}); fix or re-download it") from err
     for fname in ("shape_names.txt", f"{name}_shape_names.txt", "modelnet40_shape_names.txt"):
         if (folder / fname).is_file():
             return _read_lines(folder / fname)
@@ -336,8 +342,11 @@ def _h5_class_names(folder: Path, first: Path, name: str) -> list[str] | None:
 
 
 def _h5_names(path: Path, h, count: int) -> list[str]:
-    if "name" in h:
-        return [n.decode() if isinstance(n, bytes) else str(n) for n in h["name"][:]]
+    if h.get("name", getlink=True) is not None:  # never resolves a link just to test for the name
+        names = h5_dataset(h, "name", path, DatasetError, kinds="SUO")
+        if names.ndim != 1 or len(names) != count:
+            raise DatasetError(f"{path}: dataset 'name' has shape {names.shape}, expected ({count},); re-download it")
+        return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names[:]]
     m = re.match(r"(.*?)(\d+)$", path.stem)  # PointNet: ply_data_test0.h5 -> ply_data_test_0_id2file.json
     side = path.with_name(f"{m.group(1)}_{m.group(2)}_id2file.json") if m else None
     if side is not None and side.is_file():
@@ -352,10 +361,20 @@ def _open_h5(folder: Path, files: list[Path], identifiers: list[str], split: str
     for f in files:
         try:
             with h5py.File(f, "r") as h:
-                data = np.asarray(h["data"][:, :num_points, :3], dtype=np.float32)
+                data_ds = h5_dataset(h, "data", f, DatasetError)
+                label_ds = h5_dataset(h, "label", f, DatasetError)
+                if data_ds.ndim != 3 or data_ds.shape[2] < 3:
+                    raise DatasetError(f"{f}: dataset 'data' has shape {data_ds.shape}, expected (S, N, 3); re-download it")
+                if label_ds.size != data_ds.shape[0]:
+                    raise DatasetError(f"{f}: {label_ds.size} labels for {data_ds.shape[0]} shapes; re-download it")
+                data = np.asarray(data_ds[:, :num_points, :3], dtype=np.float32)
+                if not np.isfinite(data).all():
+                    raise DatasetError(f"{f}: dataset 'data' contains NaN/inf coordinates; re-download it")
                 file_up = up or h5_up_axis(f, h.attrs)
-                labels.append(np.asarray(h["label"][:], dtype=np.int64).reshape(-1))
+                labels.append(np.asarray(label_ds[()], dtype=np.int64).reshape(-1))
                 names += _h5_names(f, h, len(data))
+        except MemoryError as err:
+            raise DatasetError(f"{f} is too large to read into memory ({err}); use fewer points or a smaller split") from err
         except (OSError, KeyError) as err:
             raise DatasetError(
                 f"cannot read {f} ({err}); it needs datasets 'data' and 'label'; re-download it"
