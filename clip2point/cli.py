@@ -1,7 +1,11 @@
 """`clip2point` command line: render depth views, zero-shot classify, evaluate, few-shot train, manage data.
 
-Every error a user can cause ends with one clear line on stderr and a non-zero exit
-(the full traceback with --debug).
+Every error a user can cause ends with one clear line on stderr naming the file or option and the
+fix, and exit status 2 (the full traceback with --debug); a bug in clip2point is also one line, exit
+status 1, asking to re-run with --debug and report it (see :mod:`clip2point.cliutil`). Output paths
+(-o, --plot) are checked before the long work starts. Weight files — --weights, --depth-encoder,
+$CLIP2POINT_WEIGHTS, the weights folders, and files a run folder's config.json names — are read
+without running code (see :mod:`clip2point.weights`).
 """
 from __future__ import annotations
 
@@ -12,11 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from .cliutil import run_command, setup_logging
+from .cliutil import check_output_dir, check_output_file, run_command, setup_logging
 from .pretrain.cli import COMMANDS as PRETRAIN_COMMANDS
 from .pretrain.cli import add_parsers as add_pretrain_parsers
 
 __all__ = ["main", "build_parser"]
+
+DEFAULT_MODEL = "ViT-B-32"
+MAX_IMAGE_SIZE = 4096
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 EPILOG = """\
 examples:
@@ -56,9 +64,10 @@ def _add_render_args(p: argparse.ArgumentParser, default_views: str) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
+    p.add_argument("--model", default=None, help=f"open_clip architecture (default: {DEFAULT_MODEL}; with --adapter, the run's)")
     p.add_argument("--weights", default=None, metavar="TAG|PATH|random",
-                   help="CLIP weights: an open_clip tag (openai), a checkpoint file, or 'random' (meaningless scores)")
+                   help="CLIP weights: an open_clip tag (openai), a checkpoint file, or 'random' (meaningless scores); "
+                        "files are read without running code (pickled code and TorchScript code are refused)")
     p.add_argument("--depth-encoder", default=None, metavar="PATH",
                    help="CLIP2Point depth encoder (authors' best_eval.pth or `clip2point weights export` output); used instead of CLIP's visual tower")
     p.add_argument("--template", default="image of a {}", help="prompt template; {} is replaced by the class name")
@@ -80,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="versions, device, and which weights were found where", formatter_class=_Formatter)
     p.add_argument("--brief", action="store_true", help="one line per item, no weights lookup")
-    p.add_argument("--model", default="ViT-B-32", help="architecture whose weights to look for")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="architecture whose weights to look for")
 
     p = sub.add_parser("render", help="render depth views of point clouds/meshes to PNG or NPY",
                        description="Render depth views exactly as CLIP2Point does (unit sphere, orthographic, "
@@ -206,11 +215,54 @@ def _progress(args, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="shape", disable=args.quiet or total <= 1, file=sys.stderr)
 
 
+def _check_numbers(args) -> None:
+    """Numeric options a user can get wrong, checked before any work (one clear line each)."""
+    from .errors import Clip2PointError
+
+    checks = [
+        ("num_points", lambda v: v >= 0, "--num-points must be ≥ 0 (0 keeps every point), got {}"),
+        ("batch_size", lambda v: v >= 1, "--batch-size must be ≥ 1, got {}"),
+        ("top_k", lambda v: v >= 1, "--top-k must be ≥ 1, got {}"),
+        ("limit", lambda v: v >= 0, "--limit must be ≥ 0 (0 = all shapes), got {}"),
+        ("index", lambda v: v >= 0, "--index must be ≥ 0 (the first shape is 0), got {}"),
+        ("image_size", lambda v: 1 <= v <= MAX_IMAGE_SIZE,
+         f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels (CLIP uses 224), got {{}}"),
+        ("radius", lambda v: 0 < v < 2, "--radius must be in (0, 2) NDC units (0.02 ≈ 2.2 px at 224², CLIP2Point's), got {}"),
+    ]
+    for name, ok, msg in checks:
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):
+            raise Clip2PointError(msg.format(value))
+    if getattr(args, "image_size", None) is not None:
+        from .render import RasterSettings
+
+        try:
+            RasterSettings(args.image_size, args.radius)
+        except ValueError as e:  # the renderer's own rules, in case they are stricter
+            raise Clip2PointError(f"--image-size {args.image_size} / --radius {args.radius}: {e}") from None
+
+
 def _load_inputs(args):
+    """(path, PointCloud) per input; every failure names the file."""
+    from .errors import Clip2PointError
     from .io import load_point_cloud
 
     for path in args.inputs:
-        yield path, load_point_cloud(path, num_points=args.num_points or None, up=args.up, seed=args.seed, index=args.index)
+        try:
+            pc = load_point_cloud(path, num_points=args.num_points or None, up=args.up, seed=args.seed, index=args.index)
+        except (Clip2PointError, OSError, KeyboardInterrupt):
+            raise
+        except MemoryError:
+            size = Path(path).stat().st_size if Path(path).is_file() else 0
+            raise Clip2PointError(f"{path}: not enough memory to read this file ({size:,} bytes on disk); it may declare "
+                                  "more points than it holds, or be too large for this machine") from None
+        except Exception as e:  # noqa: BLE001 - a reader choked on a malformed file
+            if args.debug:
+                raise
+            raise Clip2PointError(
+                f"{path}: could not read this file ({type(e).__name__}: {' '.join(str(e).split())[:200]}); it is malformed "
+                "or in a layout clip2point does not read (if it is valid, re-run with --debug and report it)") from None
+        yield path, pc
 
 
 def cmd_render(args) -> int:
@@ -219,8 +271,8 @@ def cmd_render(args) -> int:
     from .plots import save_view_grid
     from .render import DepthRenderer, RasterSettings
 
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_numbers(args)
+    out = check_output_dir(args.out_dir)
     renderer = DepthRenderer(args.views, RasterSettings(args.image_size, args.radius))
     labels = renderer.views.labels()
     with _progress(args, len(args.inputs), "render") as bar:
@@ -247,7 +299,8 @@ def _backbone(args):
     from .backbone import load_backbone
 
     t = time.perf_counter()
-    bb = load_backbone(args.model, args.weights, _device(args.device), args.depth_encoder, allow_download=not args.offline)
+    bb = load_backbone(args.model or DEFAULT_MODEL, args.weights, _device(args.device), args.depth_encoder,
+                       allow_download=not args.offline)
     logging.getLogger("clip2point").info("loaded %s in %.1f s", bb.describe(), time.perf_counter() - t)
     if bb.weights.is_random:
         print("WARNING: CLIP weights are random (--weights random): the scores below are meaningless.", file=sys.stderr)
@@ -260,20 +313,53 @@ def _classes(args) -> list[str]:
     return get_class_set(args.class_set) if args.class_set else parse_classes(args.classes)
 
 
-def _adapter_backbone(args):
-    """Backbone for `zeroshot --adapter`: --model/--weights/--depth-encoder default to the run's."""
-    from .errors import CheckpointError
+def _run_backbone_info(run_dir: str) -> dict:
+    """The ``backbone`` entry of a few-shot run's config.json, type-checked (the folder may come from anywhere).
 
-    cfg_path = Path(args.adapter) / "config.json"
+    Raises:
+        CheckpointError: no config.json, unreadable, not JSON, or fields of the wrong type.
+    """
+    from .errors import CheckpointError
+    from .weights import describe_os_error
+
+    cfg_path = Path(run_dir) / "config.json"
     if not cfg_path.is_file():
-        raise CheckpointError(f"{args.adapter} is not a few-shot run folder (no config.json); train one with `clip2point fewshot`")
-    info = json.loads(cfg_path.read_text()).get("backbone", {})
-    if args.model == "ViT-B-32" and info.get("model_name"):
+        raise CheckpointError(f"{run_dir} is not a few-shot run folder (no config.json); train one with `clip2point fewshot`")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CheckpointError(describe_os_error(e, cfg_path, "read the run's config")) from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({type(e).__name__}: {' '.join(str(e).split())[:160]}); the run "
+                              "folder is damaged, train the run again") from None
+    info = cfg.get("backbone", {}) if isinstance(cfg, dict) else None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{cfg_path}: 'backbone' is not a JSON object; the run folder is damaged, train the run again")
+    types = {"model_name": str, "weights_kind": str, "weights_location": str, "paths": str, "depth_encoder": (str, type(None))}
+    bad = [k for k, t in types.items() if k in info and not isinstance(info[k], t)]
+    if bad:
+        raise CheckpointError(f"{cfg_path}: backbone fields {', '.join(bad)} have the wrong type; the run folder is damaged, "
+                              "train the run again")
+    return info
+
+
+def _adapter_backbone(args):
+    """Backbone for `zeroshot --adapter`: --model/--weights/--depth-encoder default to the run's.
+
+    Files the run's config.json names are read like any other checkpoint (safe loader only: no
+    pickled code, no TorchScript code); the log says which file the config points at.
+    """
+    info = _run_backbone_info(args.adapter)
+    logger = logging.getLogger("clip2point")
+    if args.model is None and info.get("model_name"):
         args.model = info["model_name"]
     if args.weights is None and info.get("weights_kind") in ("random", "tag", "file"):
-        args.weights = "random" if info["weights_kind"] == "random" else info["weights_location"]
-    if args.depth_encoder is None and info.get("paths") == "depth+clip":
-        args.depth_encoder = info.get("depth_encoder")
+        args.weights = "random" if info["weights_kind"] == "random" else info.get("weights_location")
+        if info["weights_kind"] == "file":
+            logger.info("the run's config.json points at CLIP weights file %s (read safely: tensors only)", args.weights)
+    if args.depth_encoder is None and info.get("paths") == "depth+clip" and info.get("depth_encoder"):
+        args.depth_encoder = info["depth_encoder"]
+        logger.info("the run's config.json points at depth encoder %s (read safely: tensors only)", args.depth_encoder)
     return _backbone(args)
 
 
@@ -303,6 +389,9 @@ def cmd_zeroshot(args) -> int:
         from .errors import Clip2PointError
 
         raise Clip2PointError("say what to classify into: --classes \"chair,table\", --class-set modelnet40, or --adapter RUN_DIR")
+    _check_numbers(args)
+    if args.adapter is not None:
+        _run_backbone_info(args.adapter)  # a damaged run folder fails before the inputs are read
     if args.adapter is not None:
         return cmd_zeroshot_adapter(args, list(_load_inputs(args)))
     classes = _classes(args)
@@ -328,6 +417,13 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_zero_shot
     from .zeroshot import ZeroShotClassifier
 
+    _check_numbers(args)
+    if args.plot:
+        from .errors import Clip2PointError
+
+        if Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+            raise Clip2PointError(f"--plot {args.plot}: name the figure *.png (or {', '.join(PLOT_SUFFIXES[1:])})")
+        check_output_file(args.plot)  # before the long evaluation, not after
     ds = open_dataset(args.dataset, args.data_dir, args.split, num_points=args.num_points, up=args.up)
     if args.limit:
         ds = ds.subset(range(min(args.limit, len(ds))))
@@ -415,6 +511,8 @@ def cmd_fewshot(args) -> int:
         cache_dtype=args.cache_dtype, encode_batch_size=64, resume=args.resume, overwrite=args.overwrite,
     )
     config.validate()  # settings errors before the model loads
+    _check_numbers(args)
+    check_output_dir(args.out_dir)  # an unwritable -o fails now, not after encoding
     backbone = _backbone(args)
     stop = threading.Event()
     result = _run_with_progress(args, config, backbone, stop)
@@ -489,6 +587,7 @@ def cmd_info(args) -> int:
 def cmd_data(args) -> int:
     from .datasets import download_dataset
 
+    check_output_dir(args.out_dir)
     path = download_dataset(args.name, args.out_dir, progress=not args.quiet)
     print(f"{args.name} ready in {path}; use --data-dir {path}")
     return 0

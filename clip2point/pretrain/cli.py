@@ -187,11 +187,14 @@ def _source_factory(args: argparse.Namespace) -> Callable[[int], object] | None:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Run ``clip2point pretrain``; prints a short summary on rank 0."""
+    from ..cliutil import check_output_dir
     from ..errors import Clip2PointError
     from .trainer import train
 
     if int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("clip2point").setLevel(logging.WARNING)
+    else:
+        check_output_dir(args.run_dir)  # an unwritable -o fails now, not at the first checkpoint
     if not (args.meshes or args.shapenet_dir or args.cache or args.resume):
         from pathlib import Path
 
@@ -217,9 +220,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     """Run ``clip2point weights export``."""
+    from pathlib import Path
+
+    from ..cliutil import check_output_file
     from .trainer import export_depth_encoder
 
     if args.weights_command == "export":
+        if Path(args.out).suffix == ".safetensors":  # (export_depth_encoder explains any other name)
+            check_output_file(args.out)
         path = export_depth_encoder(args.run_dir, args.out, args.checkpoint)
         print(f"wrote {path}; use it with --depth-encoder {path}")
         return 0

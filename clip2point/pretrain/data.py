@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -52,7 +51,7 @@ from ..render import (
 )
 from ..render.rasterize import zbuffer_chunks
 from ..render.shading import shade_zbuffer_inf_
-from ..weights import load_state_dict_file, save_state_dict_atomic
+from ..weights import describe_os_error, load_state_dict_file, resolve_inside, save_state_dict_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -383,34 +382,51 @@ class BackboneImageEncoder:
 # the on-disk cache
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _index_problem(index: Any) -> str | None:
+    """What is wrong with a parsed ``index.json`` (None when its structure is sound)."""
+    if not isinstance(index, dict):
+        return "not a JSON object"
+    if index.get("format") != PAIRS_FORMAT:
+        return f"format {index.get('format')!r}, expected {PAIRS_FORMAT}"
+    if not isinstance(index.get("shards"), list) or not isinstance(index.get("feature_key", ""), str):
+        return "'shards' is not a list"
+    for k, e in enumerate(index["shards"]):
+        ok = (isinstance(e, dict) and (e.get("file") is None or isinstance(e.get("file"), str))
+              and isinstance(e.get("items"), list) and isinstance(e.get("feature_key", ""), str)
+              and isinstance(e.get("count", 0), int))
+        if not ok:
+            return f"shard entry {k} is malformed"
+    return None
 
 
 def read_index(cache_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The cache's ``index.json`` (None when absent).
+    """The cache's ``index.json`` (None when absent), its structure checked.
+
+    Shard file names in it are only ever opened through :func:`clip2point.weights.resolve_inside`
+    (they must lie in the cache folder).
 
     Raises:
-        DatasetError: the file exists but is not a pair-cache index.
+        DatasetError: the file exists but cannot be read or is not a pair-cache index.
     """
     path = Path(cache_dir) / INDEX_NAME
     if not path.is_file():
         return None
     try:
-        index = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path}: unreadable pair-cache index ({e}); delete the folder to rebuild it") from None
-    if index.get("format") != PAIRS_FORMAT:
-        raise DatasetError(f"{path}: not a clip2point pair cache (format {index.get('format')!r}, expected {PAIRS_FORMAT})")
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DatasetError(describe_os_error(e, path, "read the pair-cache index")) from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"{path}: unreadable pair-cache index ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                           "delete the folder to rebuild it") from None
+    problem = _index_problem(index)
+    if problem:
+        raise DatasetError(f"{path}: not a clip2point pair cache ({problem}); delete the folder to rebuild it")
     return index
+
+
+def _shard_path(cache_dir: str | os.PathLike, entry: dict[str, Any]) -> Path:
+    """The shard file of an index entry, inside the cache folder (CheckpointError otherwise)."""
+    return resolve_inside(cache_dir, entry["file"], "pair-cache shard")
 
 
 def _encode_item_images(encoder: ImageFeatureEncoder, images: np.ndarray) -> torch.Tensor:
@@ -438,7 +454,7 @@ def _write_shard(path: Path, items: list[str], stored: list[PairItem], feats: to
 
 def _reencode_shard(cache_dir: Path, entry: dict[str, Any], encoder: ImageFeatureEncoder) -> dict[str, Any]:
     """Replace a shard's image features from its stored images (no rendering)."""
-    path = cache_dir / entry["file"]
+    path = _shard_path(cache_dir, entry)
     tensors, meta = load_state_dict_file(path)
     tensors["image_features"] = _encode_item_images(encoder, tensors["images"].numpy())
     meta["feature_key"] = encoder.key
@@ -454,7 +470,7 @@ def _usable_prefix(cache_dir: Path, index: dict | None, expected: list[list[str]
     for k, entry in enumerate((index or {}).get("shards", [])):
         if expected is not None and (k >= len(expected) or entry["items"] != expected[k]):
             break
-        if entry["file"] is not None and not (cache_dir / entry["file"]).is_file():
+        if entry["file"] is not None and not _shard_path(cache_dir, entry).is_file():
             break
         if encoder is not None and entry["file"] is not None and entry["feature_key"] != encoder.key:
             if not entry.get("has_images"):
@@ -510,7 +526,7 @@ def build_pair_cache(
         if reencoded:
             index["shards"] = kept
             index["feature_key"] = encoder.key if encoder else index["feature_key"]
-            _write_json_atomic(cache_dir / INDEX_NAME, index)
+            write_json_atomic(cache_dir / INDEX_NAME, index)
         return index
 
     settings = source.settings()
@@ -531,10 +547,10 @@ def build_pair_cache(
     if reencoded:
         log.info("re-encoded %d shard(s) from stored images for %s", reencoded, key)
     if index["complete"]:
-        _write_json_atomic(cache_dir / INDEX_NAME, index)
+        write_json_atomic(cache_dir / INDEX_NAME, index)
         log.info("pair cache %s is complete (%d items in %d shards)", cache_dir, len(names), len(kept))
         return index
-    _write_json_atomic(cache_dir / INDEX_NAME, index)
+    write_json_atomic(cache_dir / INDEX_NAME, index)
     done = sum(len(c) for c in chunks[: len(kept)])
     if done:
         log.info("resuming the pair cache at shard %d (%d of %d items done)", len(kept), done, len(names))
@@ -545,7 +561,7 @@ def build_pair_cache(
         for k in range(len(kept), len(chunks)):
             index["shards"].append(_build_shard(cache_dir, k, k * shard_size, chunks[k], source, encoder, keep_images, bar.update))
             index["complete"] = k == len(chunks) - 1
-            _write_json_atomic(cache_dir / INDEX_NAME, index)
+            write_json_atomic(cache_dir / INDEX_NAME, index)
     stored = sum(e["count"] for e in index["shards"])
     if stored == 0:
         raise DatasetError(f"none of the {len(names)} shapes could be loaded (see the warnings above)")
@@ -650,7 +666,8 @@ class PairDataset(torch.utils.data.Dataset):
         """Load every shard of a complete cache into memory (float16: ~12 KB points + 10 KB features per shape at N=2048, D=512).
 
         Raises:
-            DatasetError: no complete cache there.
+            DatasetError: no complete cache there, or a damaged shard.
+            CheckpointError: a shard named by the index lies outside the cache folder, or is unsafe.
         """
         index = read_index(cache_dir)
         if index is None or not index.get("complete"):
@@ -659,11 +676,23 @@ class PairDataset(torch.utils.data.Dataset):
         for entry in index["shards"]:
             if entry["file"] is None:
                 continue
-            tensors, meta = load_state_dict_file(Path(cache_dir) / entry["file"])
-            pts.append(tensors["points"])
-            feats.append(tensors["image_features"])
-            names += json.loads(meta["names"])
-            classes += json.loads(meta.get("classes", "[]")) or [""] * len(tensors["points"])
+            path = _shard_path(cache_dir, entry)
+            tensors, meta = load_state_dict_file(path)
+            try:
+                shard_names = json.loads(meta["names"])
+                shard_classes = json.loads(meta.get("classes", "[]")) or [""] * len(tensors["points"])
+                p, f = tensors["points"], tensors["image_features"]
+            except (KeyError, ValueError) as e:
+                raise DatasetError(f"{path}: not a pair-cache shard ({type(e).__name__}: {e}); delete the cache folder to "
+                                   "rebuild it") from None
+            if not (isinstance(shard_names, list) and isinstance(shard_classes, list)
+                    and len(shard_names) == len(shard_classes) == len(p) == len(f)):
+                raise DatasetError(f"{path}: the shard's names, classes, points and features disagree in number; delete "
+                                   "the cache folder to rebuild it")
+            pts.append(p)
+            feats.append(f)
+            names += shard_names
+            classes += shard_classes
         if not pts:
             raise DatasetError(f"{cache_dir}: the pair cache holds no shapes")
         ds = cls(torch.cat(pts), torch.cat(feats), names, classes, **kwargs)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import Clip2PointError
+
 __all__ = ["nt_xent", "gather_features", "combined_loss", "PretrainLosses", "DEFAULT_TEMPERATURE"]
 
 #: NT-Xent temperature of the released pre-training code.
@@ -40,19 +42,27 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = DEFAULT_TEMPE
     without a memory bank, which CLIP2Point's released code uses.
 
     Args:
-        a, b: (n, D) float embeddings (any scale; normalised here), n ≥ 1. Rows correspond.
+        a, b: (n, D) float embeddings (any scale; normalised here), n ≥ 2. Rows correspond.
         temperature: T > 0 (0.07 in CLIP2Point).
 
     Returns:
         0-dim float32 tensor (differentiable).
 
     Raises:
-        ValueError: shapes differ or are not 2-D, or ``temperature`` ≤ 0.
+        Clip2PointError: shapes differ or are not 2-D, fewer than 2 pairs (no negatives), or
+            ``temperature`` is not a positive finite number.
     """
     if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(f"nt_xent needs two (n, D) tensors of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+        raise Clip2PointError(f"nt_xent needs two (n, D) tensors of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] < 2:
+        raise Clip2PointError(f"nt_xent needs at least 2 pairs (the other pairs are the negatives), got {a.shape[0]}; "
+                              "raise --batch-size")
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not 0 < t < float("inf"):
+        raise Clip2PointError(f"--temperature must be a positive number (CLIP2Point: 0.07), got {temperature}")
     n = a.shape[0]
     z = F.normalize(torch.cat([a, b]).float(), dim=-1)
     logits = (z @ z.T) / temperature

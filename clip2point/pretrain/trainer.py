@@ -44,10 +44,12 @@ from torch import nn
 
 from ..errors import CheckpointError, Clip2PointError
 from ..render import RasterSettings, clip_normalize
-from ..weights import load_state_dict_file, save_state_dict_atomic
+from ..weights import (
+    describe_os_error, load_state_dict_file, resolve_inside, save_state_dict_atomic, write_json_atomic, write_text_atomic,
+)
 from .data import (
-    BackboneImageEncoder, PairBatch, PairDataset, PairSource, _write_json_atomic, build_pair_cache,
-    collate_pairs, feature_key, render_pair_views,
+    BackboneImageEncoder, PairBatch, PairDataset, PairSource, build_pair_cache, collate_pairs, feature_key,
+    render_pair_views,
 )
 from .losses import DEFAULT_TEMPERATURE, PretrainLosses, combined_loss, gather_features
 
@@ -138,6 +140,9 @@ class PretrainConfig:
             (self.max_steps is None or self.max_steps >= 1, f"--steps must be ≥ 1, got {self.max_steps}"),
             (self.lr > 0 and self.weight_decay >= 0, "--lr must be > 0 and --weight-decay ≥ 0"),
             (self.num_points >= 2, f"--num-points must be ≥ 2, got {self.num_points}"),
+            (0 < self.temperature < float("inf"), f"--temperature must be a positive number (CLIP2Point: 0.07), got {self.temperature}"),
+            (self.shard_size >= 1, f"--shard-size must be ≥ 1, got {self.shard_size}"),
+            (self.num_workers >= 0, f"--workers must be ≥ 0, got {self.num_workers}"),
             (0 <= self.dist_jitter < 1, f"distance jitter must lie in [0, 1), got {self.dist_jitter}"),
             (self.amp in ("auto", "bf16", "off"), f"--amp must be auto, bf16 or off, got {self.amp!r}"),
             (self.save_every >= 0 and self.keep_checkpoints >= 1, "--save-every must be ≥ 0"),
@@ -413,28 +418,50 @@ def save_checkpoint(
     }
     save_state_dict_atomic(tensors, ckpt_dir / meta["tensors"], {"format": CHECKPOINT_FORMAT, "step": str(step)})
     step_json = ckpt_dir / f"step_{step:08d}.json"
-    _write_json_atomic(step_json, meta)
-    _write_json_atomic(ckpt_dir / "last.json", meta)
+    write_json_atomic(step_json, meta)
+    write_json_atomic(ckpt_dir / "last.json", meta)
     for old in sorted(ckpt_dir.glob("step_*.json"))[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".safetensors").unlink(missing_ok=True)
     return step_json
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run folder; CheckpointError with the true reason when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CheckpointError(describe_os_error(e, path, f"read the {what}")) from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the {what} is not valid JSON ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                              "the run folder is damaged") from None
+
+
+_CHECKPOINT_FIELDS = {"step": int, "tensors": str, "optimizer": dict, "scheduler": dict, "rng": dict}
+
+
 def read_checkpoint(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(JSON state, tensors) of a checkpoint written by :func:`save_checkpoint`.
 
+    The tensor file named by the JSON's ``"tensors"`` must lie in the JSON's folder (see
+    :func:`clip2point.weights.resolve_inside`) and is read with the safe loader.
+
     Raises:
-        CheckpointError: missing, unreadable, or not a clip2point pre-training checkpoint.
+        CheckpointError: missing, unreadable, malformed, not a clip2point pre-training checkpoint,
+            or naming a tensor file outside its folder (absolute path, ``..``, a symlink elsewhere).
     """
     path = Path(ckpt_json)
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: cannot read the pre-training checkpoint ({e})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a clip2point pre-training checkpoint (format {meta.get('format')!r})")
-    tensors, _ = load_state_dict_file(path.parent / meta["tensors"])
+    meta = _read_json(path, "pre-training checkpoint")
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: not a clip2point pre-training checkpoint (format {fmt!r})")
+    bad = [k for k, t in _CHECKPOINT_FIELDS.items() if not isinstance(meta.get(k), t) or isinstance(meta.get(k), bool)]
+    if bad or meta["step"] < 0:
+        raise CheckpointError(f"{path}: malformed checkpoint ({', '.join(bad) or 'step'} missing or of the wrong type); "
+                              "resume from another checkpoint or start again")
+    if not isinstance(meta.get("best", {}), dict) or not isinstance(meta.get("config", {}), dict):
+        raise CheckpointError(f"{path}: malformed checkpoint ('best' or 'config' is not an object)")
+    tensors, _ = load_state_dict_file(resolve_inside(path.parent, meta["tensors"], "checkpoint tensor file"))
     return meta, tensors
 
 
@@ -457,14 +484,19 @@ def load_checkpoint(
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt_json}: the checkpoint does not fit this model ({str(e).splitlines()[0][:200]}); "
                               "resume with the --model it was trained with") from None
-    if optimizer is not None:
-        opt = _join_tensors(meta["optimizer"], tensors)
-        opt["state"] = {int(k): v for k, v in opt["state"].items()}
-        optimizer.load_state_dict(opt)
-    if scheduler is not None:
-        scheduler.load_state_dict(_join_tensors(meta["scheduler"], tensors))
-    if restore_rng:
-        _restore_rng(meta["rng"], tensors)
+    try:
+        if optimizer is not None:
+            opt = _join_tensors(meta["optimizer"], tensors)
+            opt["state"] = {int(k): v for k, v in opt["state"].items()}
+            optimizer.load_state_dict(opt)
+        if scheduler is not None:
+            scheduler.load_state_dict(_join_tensors(meta["scheduler"], tensors))
+        if restore_rng:
+            _restore_rng(meta["rng"], tensors)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt_json}: the optimizer, scheduler or random state in the checkpoint is malformed "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:160]}); resume from another checkpoint "
+                              "or start again") from None
     return meta
 
 
@@ -473,7 +505,7 @@ def _save_best(run_dir: Path, model: PretrainModel, info: dict[str, Any]) -> Pat
     sd = {k: v for k, v in model.depth_encoder.state_dict().items()}
     meta = {"format": DEPTH_ENCODER_FORMAT, **{k: str(v) for k, v in info.items()}}
     path = save_state_dict_atomic(sd, run_dir / "best.safetensors", meta)
-    _write_json_atomic(run_dir / "best.json", info)
+    write_json_atomic(run_dir / "best.json", info)
     return path
 
 
@@ -506,7 +538,9 @@ def export_depth_encoder(run_dir: str | os.PathLike, out: str | os.PathLike, whi
         if not best.is_file():
             raise CheckpointError(f"{run_dir}: no best.safetensors (the run had no --val-data); use --checkpoint last")
         sd, _ = load_state_dict_file(best)
-        info = json.loads((run_dir / "best.json").read_text())
+        info = _read_json(run_dir / "best.json", "best checkpoint's description") if (run_dir / "best.json").is_file() else {}
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{run_dir / 'best.json'}: not a JSON object; the run folder is damaged")
     else:
         if not last.is_file():
             raise CheckpointError(f"{run_dir}: no checkpoints/last.json; is this a `clip2point pretrain` output folder?")
@@ -515,6 +549,8 @@ def export_depth_encoder(run_dir: str | os.PathLike, out: str | os.PathLike, whi
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         cfg = meta.get("config", {})
         info = {"model_name": cfg.get("model_name", ""), "step": meta["step"], "init_weights": meta.get("init_weights", "")}
+    if not sd:
+        raise CheckpointError(f"{run_dir}: the {which} checkpoint holds no depth-encoder tensors; is this a `clip2point pretrain` run?")
     metadata = {
         "format": DEPTH_ENCODER_FORMAT,
         "model_name": str(info.get("model_name", "")),
@@ -548,20 +584,30 @@ def validation_subset(data_dir: str | os.PathLike, dataset: str = "modelnet10", 
 
 
 def _validate(backbone, encoder: nn.Module, val_set, cfg: PretrainConfig) -> dict[str, float]:
+    """Zero-shot accuracy of the depth encoder being trained, paired with (never put into) the backbone."""
     from ..evaluate import evaluate_zero_shot
     from ..zeroshot import ZeroShotClassifier
 
     was_training = encoder.training
     encoder.eval()
-    backbone.depth_encoder = encoder
     try:
-        clf = ZeroShotClassifier(backbone, val_set.class_names, cfg.val_template, cfg.val_views, encoder="depth",
+        paired = backbone.with_depth_encoder(encoder, name="the encoder being pre-trained")
+        clf = ZeroShotClassifier(paired, val_set.class_names, cfg.val_template, cfg.val_views, encoder="depth",
                                  batch_size=cfg.val_batch_size * int(cfg.val_views))
         res = evaluate_zero_shot(clf, val_set, batch_size=cfg.val_batch_size)
     finally:
-        backbone.depth_encoder = None
         encoder.train(was_training)
     return {"val_accuracy": res.accuracy, "val_mean_class_accuracy": res.mean_class_accuracy, "val_shapes": len(res.labels)}
+
+
+def _record_step(line: str) -> int | None:
+    """The step of one metrics.jsonl line; None for a blank or damaged line (e.g. cut by a kill)."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    step = rec.get("step", 0) if isinstance(rec, dict) else None
+    return step if isinstance(step, int) else None
 
 
 class MetricsLog:
@@ -570,10 +616,9 @@ class MetricsLog:
     def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.is_file():  # drop records after the checkpoint we resume from
-            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(ln + "\n" for ln in keep))
-            os.replace(tmp, self.path)
+            keep = [ln for ln in self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    if _record_step(ln) is not None and _record_step(ln) <= resume_step]
+            write_text_atomic(self.path, "".join(ln + "\n" for ln in keep))
         self.file = open(self.path, "a")
         self.writer = None
         if tensorboard:
@@ -744,7 +789,11 @@ def _train(cfg: PretrainConfig, env: DistEnv, source: PairSource | Callable[[int
     step, best = 0, {"val_accuracy": None, "step": None}
     if resume_from is not None:
         meta = load_checkpoint(resume_from, model, optimizer, scheduler)
-        step, best = int(meta["step"]), meta.get("best", best)
+        saved_best = meta.get("best") or {}
+        step = int(meta["step"])
+        best = {"val_accuracy": saved_best.get("val_accuracy"), "step": saved_best.get("step")}
+        if not isinstance(best["val_accuracy"], (int, float, type(None))):
+            raise CheckpointError(f"{resume_from}: malformed checkpoint ('best' holds {best['val_accuracy']!r})")
         old = meta.get("config", {})
         for k in ("model_name", "batch_size", "seed", "num_points"):
             if k in old and old[k] != getattr(cfg, k):
@@ -759,7 +808,7 @@ def _train(cfg: PretrainConfig, env: DistEnv, source: PairSource | Callable[[int
 
     metrics = None
     if env.is_main:
-        _write_json_atomic(run_dir / "config.json", {**dataclasses.asdict(cfg), "world_size": env.world_size,
+        write_json_atomic(run_dir / "config.json", {**dataclasses.asdict(cfg), "world_size": env.world_size,
                                                      "steps_per_epoch": steps_per_epoch, "total_steps": total,
                                                      "pairs": len(dataset), "init_weights": init_weights})
         metrics = MetricsLog(run_dir, resume_step=step if resume_from else 0)
