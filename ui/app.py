@@ -28,7 +28,7 @@ import gradio as gr
 
 from clip2point.errors import Clip2PointError
 from ui import figures
-from ui.runs import FewShotRunner, RunState
+from ui.runs import FewShotRunner, RunLimitError, RunPool, RunState, clean_old_runs
 from ui.session import (
     CLASS_PRESETS,
     DEFAULT_CLASS_SET,
@@ -40,6 +40,8 @@ from ui.session import (
     DEFAULT_VIEWS,
     ENCODERS,
     REGISTRY,
+    VIEW_SETS,
+    AppLimits,
     REPO_ROOT,
     UPLOAD_EXTENSIONS,
     ModelRegistry,
@@ -61,9 +63,10 @@ from ui.session import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_app", "main", "parse_args", "Clip2PointApp", "MAX_FILE_SIZE", "CONCURRENCY_LIMIT"]
+__all__ = ["build_app", "main", "parse_args", "Clip2PointApp", "MAX_FILE_SIZE", "CONCURRENCY_LIMIT", "AppLimits"]
 
-MAX_FILE_SIZE = "200mb"
+#: gradio's upload limit (``AppLimits.max_file_mb`` of the default limits).
+MAX_FILE_SIZE = f"{AppLimits().max_file_mb}mb"
 #: Heavy events (load + render + encode) handled at once; more queue. Loading and rendering run
 #: in parallel; encoder passes go one at a time through ``ui.session.EncodeBatcher`` (batched on GPUs).
 CONCURRENCY_LIMIT = 8
@@ -133,14 +136,91 @@ Every control is an API endpoint too; the "Use via API" link at the bottom lists
 """
 
 
+def _api_note(limits: AppLimits) -> str:
+    """The "Use from Python" text, with the limits the server enforces on every endpoint."""
+    return _API_NOTE + (
+        f"\n**Limits of this server** (checked on every endpoint, scripts included): {limits.min_points:,}–"
+        f"{limits.max_points:,} points · at most {limits.max_classes:,} classes of up to {limits.max_class_chars} "
+        f"characters · templates up to {limits.max_template_chars} characters · view sets "
+        f"{', '.join(limits.view_sets)} · splat radius {limits.min_radius:g}–{limits.max_radius:g} · uploads up to "
+        f"{limits.max_file_mb} MB, read within {limits.load_timeout_s:g} s and {limits.load_memory_mb:,} MiB · "
+        f"{limits.max_runs} few-shot run(s) at once per server, {limits.max_runs_per_session} per session. "
+        "A request beyond them gets a one-line error.\n"
+    )
+
+
 class Clip2PointApp(gr.Blocks):
-    """``gr.Blocks`` whose :meth:`launch` defaults to the app's theme, CSS and 200 MB upload limit."""
+    """``gr.Blocks`` whose :meth:`launch` defaults to the app's theme, CSS and upload limit.
+
+    Attributes (set by :func:`build_app`):
+        limits: the :class:`AppLimits` every handler checks.
+        run_pool: the server's :class:`~ui.runs.RunPool` of few-shot runs.
+        runs_dir: where the few-shot runs go.
+    """
+
+    limits: AppLimits = AppLimits()
+    run_pool: RunPool | None = None
+    runs_dir: Path | None = None
 
     def launch(self, *args: Any, **kwargs: Any):  # noqa: D102 - see gr.Blocks.launch
         kwargs.setdefault("theme", THEME)
         kwargs.setdefault("css", APP_CSS)
-        kwargs.setdefault("max_file_size", MAX_FILE_SIZE)
+        kwargs.setdefault("max_file_size", f"{self.limits.max_file_mb}mb")
         return super().launch(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# input components whose refusals are one clear line (no traceback in the server log)
+
+
+class _QuietRefusal:
+    """Mixin for gradio input components: a value the component refuses (out of a slider's range,
+    not one of a radio's choices, not a number) becomes a one-line ``gr.Error`` that names the
+    control and the allowed values, logged as one line instead of a traceback.
+
+    The subclasses keep gradio's class names, so the page uses the same front-end components.
+    """
+
+    def preprocess(self, payload: Any) -> Any:  # noqa: D102 - gradio's, with clearer refusals
+        try:
+            return super().preprocess(payload)  # type: ignore[misc]
+        except Exception as err:  # noqa: BLE001 - gr.Error or a TypeError from comparing a bad payload
+            label = getattr(self, "label", None) or type(self).__name__.lower()
+            shown = repr(payload) if len(repr(payload)) <= 40 else repr(payload)[:40] + "…"
+            lo, hi = getattr(self, "minimum", None), getattr(self, "maximum", None)
+            choices = getattr(self, "choices", None)
+            if lo is not None or hi is not None:
+                allowed = f"use {lo:g} to {hi:g}" if lo is not None and hi is not None else (
+                    f"use at least {lo:g}" if lo is not None else f"use at most {hi:g}")
+            elif choices:
+                allowed = "choose one of " + ", ".join(str(v) for _, v in choices)[:300]
+            else:
+                allowed = "check the value"
+            msg = f"{label}: {shown} is not allowed here; {allowed}"
+            log.info("refused a request: %s", msg)
+            raise gr.Error(msg, print_exception=False) from None
+
+
+def _quiet_components() -> tuple[type, ...]:
+    """Slider, Number, Radio and Dropdown with :class:`_QuietRefusal` (same names as gradio's).
+
+    gradio's component metaclass writes a ``.pyi`` stub beside the module that defines a component
+    subclass; that would put a generated file into this repository on import, so the stub writer
+    is switched off while these four classes are made.
+    """
+    import gradio.component_meta as meta
+
+    original = meta.create_or_modify_pyi
+    meta.create_or_modify_pyi = lambda *_args, **_kwargs: None
+    try:
+        return tuple(type(base.__name__, (_QuietRefusal, base),
+                          {"__module__": __name__, "__doc__": f"``gr.{base.__name__}`` with one-line refusals."})
+                     for base in (gr.Slider, gr.Number, gr.Radio, gr.Dropdown))
+    finally:
+        meta.create_or_modify_pyi = original
+
+
+Slider, Number, Radio, Dropdown = _quiet_components()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,13 +286,23 @@ def _encoder_name(session: Session) -> str:
     return ENCODERS[session.encoder]
 
 
-def _error(err: Exception) -> str:
-    """Show an error as a toast and return the status-box HTML; unexpected errors are logged."""
+def _error_message(err: BaseException, what: str = "request") -> str:
+    """The one line a user sees; logs it (one line for user errors, a traceback for the rest).
+
+    Must be called inside the ``except`` block (for the traceback).
+    """
     if isinstance(err, Clip2PointError):
-        msg = str(err)
+        msg = " ".join(str(err).split())  # one line, whatever the message held
+        log.info("%s refused: %s", what, msg)
     else:
-        log.exception("unexpected error")
-        msg = f"internal error ({type(err).__name__}: {err}); see the server log"
+        log.exception("%s failed with an unexpected error", what)
+        msg = f"internal error ({type(err).__name__}: {' '.join(str(err).split())[:300]}); see the server log"
+    return msg
+
+
+def _error(err: BaseException, what: str = "request") -> str:
+    """Show an error as a toast and return the status-box HTML (see :func:`_error_message`)."""
+    msg = _error_message(err, what)
     gr.Warning(msg)
     return figures.message_html(msg, "error")
 
@@ -236,7 +326,8 @@ def _progress_adapter(progress: gr.Progress):
 
 #: Where the app's few-shot runs go (one ``<timestamp>`` folder per run; gitignored).
 FEWSHOT_RUNS_DIR = REPO_ROOT / "runs" / "app"
-_FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
+#: Names of the view sets in the page.
+VIEW_SET_NAMES = {"6": "zero-shot", "10": "pre-training"}
 _FEWSHOT_POLL_S = 1.0
 
 
@@ -287,6 +378,15 @@ def _run_gate_mean(state: RunState) -> tuple[list[float] | None, str]:
     return None, ""
 
 
+def stop_fewshot_state(fs: Any) -> None:
+    """``delete_callback`` of a tab's few-shot state: gradio calls it when the state is dropped
+    (idle past its time-to-live, or its tab closed); the tab's run, if any, is asked to stop."""
+    runner = getattr(fs, "runner", None)
+    if runner is not None and runner.running:
+        log.info("few-shot state of a closed or idle tab deleted: stopping its run in %s", runner.config.out_dir)
+        runner.stop()
+
+
 # ----------------------------------------------------------------------------------------------
 # the app
 
@@ -300,6 +400,8 @@ def build_app(
     registry: ModelRegistry = REGISTRY,
     concurrency_limit: int = CONCURRENCY_LIMIT,
     runs_dir: str | os.PathLike | None = None,
+    limits: AppLimits | None = None,
+    run_pool: RunPool | None = None,
 ) -> gr.Blocks:
     """Build the app (nothing heavy is loaded until the first request needs it).
 
@@ -312,22 +414,29 @@ def build_app(
         registry: where models are cached (shared by all sessions).
         concurrency_limit: heavy events running at once.
         runs_dir: where the Few-shot tab writes its runs (default ``runs/app`` in the repository).
+        limits: what one request may ask for (default :class:`AppLimits()`): the controls' ranges,
+            checked again by every handler on the server; upload read limits; few-shot run caps;
+            the age after which run folders are deleted (at start-up and before each new run).
+        run_pool: the few-shot runs of this server (default: a new pool with ``limits``' caps).
 
     Returns:
         A queued :class:`Clip2PointApp` (a ``gr.Blocks``); call ``.launch()``.
     """
+    limits = limits or AppLimits()
     spec = ModelSpec(model_name, weights, device, depth_encoder)
     data_root = find_data_dir(data_dir)
     datasets = available_datasets(data_root, registry)
     thumbs = [(img, name) for img, name in example_thumbnails()]
     names = example_names()
     runs_root = Path(runs_dir) if runs_dir is not None else FEWSHOT_RUNS_DIR
+    pool = run_pool or RunPool(limits.max_runs, limits.max_runs_per_session)
+    clean_old_runs(runs_root, limits.runs_max_age_days, keep=pool.running_dirs())
 
     def new_session(session: Session | None) -> Session:
-        return session if isinstance(session, Session) else Session(spec, registry)
+        return session if isinstance(session, Session) else Session(spec, registry, limits)
 
     def initial_banner() -> str:
-        return _banner(Session(spec, registry))
+        return _banner(Session(spec, registry, limits))
 
     # ---------------------------------------------------------------- step 1: shape → views
     def show_views(session: Session | None, source: ShapeSource | None, up: str | None, num_points: int, views: str,
@@ -341,12 +450,13 @@ def build_app(
         session = new_session(session)
         try:
             progress(0.0, desc="reading the shape…")
+            views, radius = limits.check_views(views), limits.check_radius(radius)  # before any work
             if source is not None:
-                session.load(source, int(num_points), up)
+                session.load(source, limits.check_num_points(num_points), up)
             progress(0.3, desc=f"rendering {views} views…")
-            session.render(str(views), float(radius))
+            session.render(views, radius)
         except Exception as err:  # noqa: BLE001 - shown to the user, the app keeps running
-            return (session, _error(err)) + (gr.skip(),) * 8
+            return (session, _error(err, "loading a shape")) + (gr.skip(),) * 8
         if session.scores_due:  # no stale scores beside new views
             n = len(session.views)
             waiting = figures.message_html(f"Encoding {n} views and scoring…", "info")
@@ -365,10 +475,11 @@ def build_app(
         if session.views is None:
             return session, figures.message_html("Load a shape first.", "info"), *(gr.skip(),) * 6
         try:
+            top_k = limits.check_top_k(top_k)  # classes and template: checked by the session
             session.classify(classes, template, _progress_adapter(progress))
             pred, bars, heat = _result_outputs(session, top_k)
         except Exception as err:  # noqa: BLE001
-            return session, _error(err), "", *(gr.skip(),) * 5
+            return session, _error(err, "scoring"), "", *(gr.skip(),) * 5
         return session, "", pred, bars, heat, _cards(session), _banner(session), _info(session)
 
     def scores_after_views(session: Session | None, classes: str, template: str, top_k: int,
@@ -387,15 +498,18 @@ def build_app(
     def on_upload(session, file, index, up, n, views, radius, color_by, progress=gr.Progress()):
         if not file:
             return (new_session(session), figures.message_html("No file received.", "error")) + (gr.skip(),) * 8
-        path = Path(file if isinstance(file, str) else getattr(file, "name", file))
-        source = ShapeSource.file(path, int(index or 0), display=path.name)
+        try:
+            path = Path(file if isinstance(file, str) else getattr(file, "name", file))
+            source = ShapeSource.file(path, limits.check_shape_index(index), display=path.name)
+        except Exception as err:  # noqa: BLE001
+            return (new_session(session), _error(err, "upload")) + (gr.skip(),) * 8
         return show_views(session, source, up, n, views, radius, color_by, progress)
 
     def on_example(session, name, up, n, views, radius, color_by, progress=gr.Progress()):
         try:
-            source = ShapeSource.example(str(name))
+            source = ShapeSource.example(name)
         except Clip2PointError as err:
-            return (new_session(session), _error(err)) + (gr.skip(),) * 8
+            return (new_session(session), _error(err, "example")) + (gr.skip(),) * 8
         return show_views(session, source, "y", n, views, radius, color_by, progress, set_up=True)
 
     def on_gallery(evt: gr.SelectData):
@@ -423,7 +537,7 @@ def build_app(
         try:
             session.set_encoder(encoder)
         except Clip2PointError as err:
-            return (session, _error(err), *(gr.skip(),) * 4, _banner(session), gr.skip(), session.encoder)
+            return (session, _error(err, "encoder"), *(gr.skip(),) * 4, _banner(session), gr.skip(), session.encoder)
         return (*rescore(session, classes, template, top_k, progress), session.encoder)
 
     def on_depth_file(session, file, classes, template, top_k, progress=gr.Progress()):
@@ -435,31 +549,38 @@ def build_app(
             handle = session.load_depth_encoder(str(file))
             gr.Info(f"CLIP2Point depth encoder {handle.name} loaded; depth views are now encoded by it")
         except Exception as err:  # noqa: BLE001
-            return (session, _error(err), *(gr.skip(),) * 4, _banner(session), gr.skip(), session.encoder)
+            return (session, _error(err, "depth encoder upload"), *(gr.skip(),) * 4, _banner(session), gr.skip(),
+                    session.encoder)
         return (*rescore(session, classes, template, top_k, progress), session.encoder)
 
     def api_classify(file, classes, template=DEFAULT_TEMPLATE, up="y", views=DEFAULT_VIEWS,
                      num_points=DEFAULT_NUM_POINTS) -> dict[str, float]:
-        """Classify a point-cloud/mesh file: {class: probability}, most probable first."""
+        """Classify a point-cloud/mesh file: {class: probability}, most probable first.
+
+        Every argument is checked against the app's limits before the file is read; the file is
+        read in a child process with the app's time and memory limits.
+        """
         try:
             path = file if isinstance(file, str) else getattr(file, "name", None)
-            return classify_file(path, classes, template or DEFAULT_TEMPLATE, str(views or DEFAULT_VIEWS),
-                                 up or "y", int(num_points or DEFAULT_NUM_POINTS), spec, registry)
-        except Clip2PointError as err:
-            raise gr.Error(str(err)) from None
+            return classify_file(path, classes, DEFAULT_TEMPLATE if template is None else template,
+                                 DEFAULT_VIEWS if views is None else views, up or "y",
+                                 DEFAULT_NUM_POINTS if num_points is None else num_points, spec, registry,
+                                 limits=limits)
         except Exception as err:  # noqa: BLE001 - never a bare 500 for a script
-            log.exception("/classify failed")
-            raise gr.Error(f"internal error ({type(err).__name__}: {err}); see the server log") from None
+            raise gr.Error(_error_message(err, "/classify"), print_exception=False) from None
 
     # dataset browser
     def _ds(name: str, split: str):
+        if name not in datasets or split not in ("test", "train"):
+            raise Clip2PointError(f"unknown dataset {str(name)[:40]!r} / split {str(split)[:20]!r}; choose one of "
+                                  f"{', '.join(datasets) or 'none (no data found)'} and test or train")
         return registry.dataset(data_root, name, split)
 
     def on_dataset(name, split):
         try:
             ds = _ds(name, split)
         except Clip2PointError as err:
-            return _error(err), gr.skip(), gr.skip()
+            return _error(err, "dataset"), gr.skip(), gr.skip()
         counts = dataset_class_counts(ds)
         choices = [(f"all classes · {len(ds)}", "all")] + [(f"{c} · {n}", c) for c, n in counts]
         return "", gr.update(choices=choices, value="all"), gr.update(maximum=max(len(ds) - 1, 0), value=0)
@@ -468,7 +589,7 @@ def build_app(
         try:
             n = len(dataset_indices(_ds(name, split), cls))
         except Clip2PointError as err:
-            return _error(err), gr.skip()
+            return _error(err, "dataset class"), gr.skip()
         return "", gr.update(maximum=max(n - 1, 0), value=0)
 
     def on_dataset_random(name, split, cls):
@@ -481,11 +602,15 @@ def build_app(
     def on_dataset_load(session, name, split, cls, idx, n, views, radius, color_by, progress=gr.Progress()):
         try:
             indices = dataset_indices(_ds(name, split), cls)
-            if not 0 <= int(idx) < len(indices):
-                raise Clip2PointError(f"index {idx} is out of range for {cls} ({len(indices)} shapes)")
-            source = ShapeSource.from_dataset(data_root, name, split, int(indices[int(idx)]))
+            i = limits.check_shape_index(idx)
+            if not len(indices):
+                raise Clip2PointError(f"{name} {split} has no {cls} shapes; pick another class")
+            if not i < len(indices):
+                raise Clip2PointError(f"shape index {i} is out of range for {cls}: it has {len(indices)} shapes "
+                                      f"(0 to {len(indices) - 1})")
+            source = ShapeSource.from_dataset(data_root, name, split, int(indices[i]))
         except Exception as err:  # noqa: BLE001
-            return (new_session(session), _error(err)) + (gr.skip(),) * 8
+            return (new_session(session), _error(err, "dataset shape")) + (gr.skip(),) * 8
         return show_views(session, source, None, n, views, radius, color_by, progress, set_up=True)
 
 
@@ -524,27 +649,41 @@ def build_app(
     def fs_buttons(running: bool) -> tuple:
         return gr.update(interactive=not running and bool(datasets)), gr.update(interactive=running)
 
-    def fs_start(session, fs, dataset, shots, epochs, gate, views, limit_test, val_per_class):
-        """Start a few-shot run in the background (the timer then polls it)."""
+    def fs_start(session, fs, dataset, shots, epochs, gate, views, limit_test, val_per_class,
+                 request: gr.Request = None):
+        """Start a few-shot run in the background (the timer then polls it).
+
+        Refused with a one-line message when an argument is beyond ``limits``, when this session
+        already runs ``limits.max_runs_per_session`` runs or the server ``limits.max_runs``.
+        Old run folders are cleaned first (``limits.runs_max_age_days``).
+        """
         fs = fs if isinstance(fs, _FewShot) else _FewShot()
-        if fs.runner is not None and fs.runner.running:
-            gr.Warning("a run is already going; stop it first")
-            return (fs,) + (gr.skip(),) * 8
+        owner = getattr(request, "session_hash", None) or f"state-{id(fs)}"
         try:
             from clip2point.fewshot import FewShotConfig
 
+            if fs.runner is not None and fs.runner.running:
+                raise RunLimitError("a few-shot run is already training in this tab; stop it (Stop) or wait for it "
+                                    "to end")
             if not datasets:
                 raise Clip2PointError("no ModelNet data found: clip2point data download modelnet10 -o DIR, "
                                       "then start the app with --data-dir DIR")
-            cfg = FewShotConfig(dataset=str(dataset), data_dir=str(data_root), out_dir=str(_new_run_dir(runs_root)),
-                                shots=int(shots), epochs=int(epochs), gate=str(gate), views=str(views),
-                                limit_test=int(limit_test or 0), val_per_class=int(val_per_class or 0), plots=False)
+            if dataset not in datasets:
+                raise Clip2PointError(f"unknown dataset {str(dataset)[:40]!r}; choose one of {', '.join(datasets)}")
+            if gate not in ("view", "none"):
+                raise Clip2PointError(f"gate must be 'view' or 'none', got {str(gate)[:40]!r}")
+            shots, epochs, limit_test, val_per_class = limits.check_fewshot(shots, epochs, limit_test, val_per_class)
+            views = limits.check_views(views)
+            clean_old_runs(runs_root, limits.runs_max_age_days, keep=pool.running_dirs())
+            cfg = FewShotConfig(dataset=dataset, data_dir=str(data_root), out_dir=str(_new_run_dir(runs_root)),
+                                shots=shots, epochs=epochs, gate=gate, views=views, limit_test=limit_test,
+                                val_per_class=val_per_class, plots=False)
             cfg.validate()
             backbone = registry.model(spec).backbone  # shared with the zero-shot tab; its device is the run's
-            runner = FewShotRunner(cfg, backbone)
-            runner.start()
+            runner = pool.start(owner, cfg, backbone)
         except Exception as err:  # noqa: BLE001 - shown to the user
-            return (fs, _error(err)) + (gr.skip(),) * 5 + fs_buttons(False)
+            running = fs.runner is not None and fs.runner.running
+            return (fs, _error(err, "few-shot start")) + (gr.skip(),) * 5 + fs_buttons(running)
         fs.runner, fs.classifier, fs.classifier_dir, fs.shown_epochs = runner, None, "", 0
         wait = figures.placeholder_figure("results appear when the run ends", 200)
         return (fs, _fewshot_status(runner.state, cfg.epochs), figures.training_curves_figure([]), wait, None, None,
@@ -590,6 +729,12 @@ def build_app(
             return session, _error(err), gr.skip(), gr.skip(), gr.skip()
         return session, figures.message_html(note, "info"), gate, adapter, zero
 
+    def on_unload(request: gr.Request = None):
+        """The browser tab closed or reloaded (its heartbeat ended): stop the session's runs."""
+        owner = getattr(request, "session_hash", None)
+        if owner:
+            pool.stop_owner(owner)
+
     # ---------------------------------------------------------------- layout
     with Clip2PointApp(title="clip2point — CLIP2Point zero-shot, every step visible", fill_width=True,
                        analytics_enabled=False) as demo:
@@ -607,23 +752,26 @@ def build_app(
                             with gr.Tab("Examples", id="examples"):
                                 gallery = gr.Gallery(thumbs, columns=5, rows=3, height="auto", allow_preview=False,
                                                      show_label=False, object_fit="contain", elem_id="c2p-examples")
-                                example = gr.Dropdown(names, value=DEFAULT_EXAMPLE, label="Example object", elem_id="example")
+                                example = Dropdown(names, value=DEFAULT_EXAMPLE, label="Example object", elem_id="example")
                             with gr.Tab("Upload", id="upload"):
                                 upload = gr.File(label="Drop a point cloud or mesh", file_types=list(UPLOAD_EXTENSIONS),
                                                  type="filepath", height=120, elem_id="upload")
-                                shape_index = gr.Number(0, precision=0, minimum=0, label="Shape index (multi-shape .h5 / .npz / .npy)")
+                                shape_index = Number(0, precision=0, minimum=0, maximum=limits.max_shape_index,
+                                                     label="Shape index (multi-shape .h5 / .npz / .npy)")
                                 gr.HTML(f'<div class="c2p-footnote">Reads {" ".join(UPLOAD_EXTENSIONS)} · up to '
-                                        f'{MAX_FILE_SIZE.upper()} · meshes are surface-sampled · set the file\'s up axis below</div>')
+                                        f'{limits.max_file_mb} MB · read within {limits.load_timeout_s:g} s and '
+                                        f'{limits.load_memory_mb:,} MiB · meshes are surface-sampled · set the file\'s up '
+                                        'axis below</div>')
                             with gr.Tab("ModelNet", id="dataset"):
                                 if datasets:
                                     first = registry.dataset(data_root, datasets[0], "test")
-                                    ds_name = gr.Dropdown(datasets, value=datasets[0], label="Dataset")
-                                    ds_split = gr.Radio(["test", "train"], value="test", label="Split")
-                                    ds_class = gr.Dropdown(
+                                    ds_name = Dropdown(datasets, value=datasets[0], label="Dataset")
+                                    ds_split = Radio(["test", "train"], value="test", label="Split")
+                                    ds_class = Dropdown(
                                         [(f"all classes · {len(first)}", "all")]
                                         + [(f"{c} · {k}", c) for c, k in dataset_class_counts(first)],
                                         value="all", label="Class")
-                                    ds_index = gr.Slider(0, max(len(first) - 1, 0), value=0, step=1, label="Shape (index within the class)")
+                                    ds_index = Slider(0, max(len(first) - 1, 0), value=0, step=1, label="Shape (index within the class)")
                                     with gr.Row():
                                         ds_load = gr.Button("Load shape", variant="primary", size="sm")
                                         ds_random = gr.Button("Random shape", size="sm")
@@ -636,27 +784,34 @@ def build_app(
                         gr.HTML('<div class="c2p-section">2 · Rendering</div>')
                         with gr.Group():
                             with gr.Row():
-                                up = gr.Radio(["y", "z"], value="y", label="Up axis of the file", info="ModelNet OFF data: z",
+                                up = Radio(["y", "z"], value="y", label="Up axis of the file", info="ModelNet OFF data: z",
                                               elem_id="up")
-                                views = gr.Radio([("6 · zero-shot", "6"), ("10 · pre-training", "10")], value=DEFAULT_VIEWS,
+                                views = Radio([(f"{v} · {VIEW_SET_NAMES.get(v, 'views')}", v) for v in limits.view_sets],
+                                             value=DEFAULT_VIEWS,
                                                  label="View set", elem_id="views")
-                            num_points = gr.Slider(256, 8192, value=DEFAULT_NUM_POINTS, step=256, label="Points (farthest point sampling)")
-                            radius = gr.Slider(0.005, 0.06, value=DEFAULT_RADIUS, step=0.0025, label="Splat radius (NDC; 0.02 ≈ 2.2 px)")
-                            color_by = gr.Radio(["height", "file colours"], value="height", label="3-D view colour",
+                            num_points = Slider(256, limits.max_points, value=DEFAULT_NUM_POINTS, step=256,
+                                                label="Points (farthest point sampling)")
+                            radius = Slider(limits.min_radius, limits.max_radius, value=DEFAULT_RADIUS, step=0.0025,
+                                            label="Splat radius (NDC; 0.02 ≈ 2.2 px)")
+                            color_by = Radio(["height", "file colours"], value="height", label="3-D view colour",
                                                 info="file colours: point clouds that store RGB")
                         gr.HTML('<div class="c2p-section">3 · Classes &amp; prompt</div>')
                         with gr.Group():
-                            preset = gr.Dropdown([("ModelNet40 (40)", "modelnet40"), ("ModelNet10 (10)", "modelnet10"),
+                            preset = Dropdown([("ModelNet40 (40)", "modelnet40"), ("ModelNet10 (10)", "modelnet10"),
                                                   ("ScanObjectNN (15)", "scanobjectnn"), ("The 14 examples", "examples")],
                                                  value=DEFAULT_CLASS_SET, label="Class set preset")
                             classes = gr.Textbox(", ".join(CLASS_PRESETS[DEFAULT_CLASS_SET]), lines=3, max_lines=6,
-                                                 label="Classes (comma-separated, editable)", elem_id="classes")
+                                                 max_length=limits.max_classes_chars, elem_id="classes",
+                                                 label=f"Classes (comma-separated, editable; up to {limits.max_classes:,} "
+                                                       f"names of {limits.max_class_chars} characters)")
                             template = gr.Textbox(DEFAULT_TEMPLATE, label="Prompt template ({} = the class name)",
+                                                  max_length=limits.max_template_chars,
                                                   elem_id="template")
-                            top_k = gr.Slider(1, 10, value=5, step=1, label="Classes shown in the chart (top-k)")
+                            top_k = Slider(1, limits.max_top_k, value=min(5, limits.max_top_k), step=1,
+                                           label="Classes shown in the chart (top-k)")
                         score_btn = gr.Button("Score these classes", variant="primary", elem_id="score")
                         with gr.Accordion("4 · Encoder (CLIP or CLIP2Point depth encoder)", open=False):
-                            encoder = gr.Radio([(v, k) for k, v in ENCODERS.items()], value=Session(spec, registry).encoder,
+                            encoder = Radio([(v, k) for k, v in ENCODERS.items()], value=Session(spec, registry).encoder,
                                                label="Depth views are encoded by")
                             depth_file = gr.File(label="CLIP2Point depth encoder (best_eval.pth / .pth / .safetensors)",
                                                  file_types=[".pth", ".pt", ".safetensors", ".bin"], type="filepath", height=90)
@@ -676,11 +831,15 @@ def build_app(
                         gr.HTML('<div class="c2p-section">Per-view logits · ★ = the class each view votes for</div>')
                         heatmap = gr.Plot(show_label=False, elem_id="heatmap")
                         with gr.Accordion("Use from Python (gradio_client) · API", open=False):
-                            gr.Markdown(_API_NOTE)
+                            gr.Markdown(_api_note(limits))
             with gr.Tab("Few-shot", id="fewshot"):
                 gr.HTML('<div class="c2p-footnote">Train a GDPA few-shot adapter on K shapes per class on top of the '
                         'frozen backbone of this app (CLIP2Point §3.3, the few-shot protocol of PointCLIP); runs go '
-                        f'to {_html_path(runs_root)}/&lt;timestamp&gt; on {resolve_device(spec.device)}.</div>')
+                        f'to {_html_path(runs_root)}/&lt;timestamp&gt; on {resolve_device(spec.device)}. '
+                        f'{limits.max_runs} run(s) train at once on this server, {limits.max_runs_per_session} per tab; '
+                        'a run stops when its tab closes'
+                        + (f'; run folders older than {limits.runs_max_age_days:g} days are deleted'
+                           if limits.runs_max_age_days else '') + '.</div>')
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=330):
                         if not datasets:
@@ -689,18 +848,21 @@ def build_app(
                                 "clip2point data download modelnet10 -o DIR and start the app with --data-dir DIR "
                                 "(or set $CLIP2POINT_DATA).", "info"), elem_id="fs-nodata")
                         with gr.Group():
-                            fs_dataset = gr.Dropdown(datasets or ["modelnet10"], value=(datasets or ["modelnet10"])[0],
+                            fs_dataset = Dropdown(datasets or ["modelnet10"], value=(datasets or ["modelnet10"])[0],
                                                      label="Dataset", interactive=bool(datasets))
-                            fs_shots = gr.Radio(list(_FEWSHOT_SHOTS), value=16, label="Shots (shapes per class)")
-                            fs_epochs = gr.Slider(1, 200, value=30, step=1, label="Epochs")
-                            fs_gate = gr.Radio([("view · GDPA (learned per-view gate)", "view"),
+                            fs_shots = Radio(list(limits.fewshot_shots), value=max(limits.fewshot_shots),
+                                             label="Shots (shapes per class)")
+                            fs_epochs = Slider(1, limits.fewshot_max_epochs, value=min(30, limits.fewshot_max_epochs), step=1,
+                                               label="Epochs")
+                            fs_gate = Radio([("view · GDPA (learned per-view gate)", "view"),
                                                 ("none · released DPA (fixed 0.5/0.5)", "none")], value="view",
                                                label="Gate")
                         with gr.Accordion("More settings", open=False):
-                            fs_views = gr.Radio(["10", "6"], value="10", label="View set")
-                            fs_limit = gr.Number(200, precision=0, minimum=0,
+                            fs_views = Radio(["10", "6"], value="10", label="View set")
+                            fs_limit = Number(200, precision=0, minimum=0, maximum=limits.fewshot_max_test_shapes,
                                                  label="Test shapes (class-balanced subset; 0 = all)")
-                            fs_val = gr.Number(4, precision=0, minimum=0, label="Validation shapes per class")
+                            fs_val = Number(4, precision=0, minimum=0, maximum=limits.fewshot_max_val_per_class,
+                                            label="Validation shapes per class")
                         with gr.Row():
                             fs_start_btn = gr.Button("Start", variant="primary", interactive=bool(datasets),
                                                      elem_id="fs-start")
@@ -722,15 +884,17 @@ def build_app(
                                 gr.HTML('<div class="c2p-section">Current shape · zero-shot, same classes (top 5)</div>')
                                 fs_zero_plot = gr.Plot(show_label=False, elem_id="fs-zeroshot")
                 fs_timer = gr.Timer(_FEWSHOT_POLL_S, active=False)
-                fs_state = gr.State(None, time_to_live=2 * 3600)
+                # deleted 2 h after its last update, or an hour after its tab closed: its run stops then too
+                fs_state = gr.State(None, time_to_live=2 * 3600, delete_callback=stop_fewshot_state)
         # hidden components of the /classify API endpoint
         with gr.Row(visible=False):
             api_file = gr.File(label="point cloud or mesh file", file_types=list(UPLOAD_EXTENSIONS), visible=False)
             api_classes = gr.Textbox("chair, table, lamp", label="classes (comma-separated)", visible=False)
             api_template = gr.Textbox(DEFAULT_TEMPLATE, label="prompt template", visible=False)
-            api_up = gr.Radio(["y", "z"], value="y", label="up axis of the file", visible=False)
-            api_views = gr.Radio(["6", "10"], value=DEFAULT_VIEWS, label="view set", visible=False)
-            api_points = gr.Number(DEFAULT_NUM_POINTS, precision=0, label="number of points", visible=False)
+            api_up = Radio(["y", "z"], value="y", label="up axis of the file", visible=False)
+            api_views = Radio(list(limits.view_sets), value=DEFAULT_VIEWS, label="view set", visible=False)
+            api_points = Number(DEFAULT_NUM_POINTS, precision=0, minimum=limits.min_points, maximum=limits.max_points,
+                                label="number of points", visible=False)
             api_out = gr.JSON(label="class probabilities", visible=False)
             api_button = gr.Button(visible=False)
 
@@ -791,7 +955,9 @@ def build_app(
                                                                fs_zero_plot], api_name="fewshot_classify", **heavy)
         api_button.click(api_classify, [api_file, api_classes, api_template, api_up, api_views, api_points], api_out,
                          api_name="classify", **heavy)
+        demo.unload(on_unload)
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=256)
+    demo.limits, demo.run_pool, demo.runs_dir = limits, pool, runs_root
     return demo
 
 
@@ -832,7 +998,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="most depth images encoded in one pass when requests arrive together (default: 64 on CUDA, "
                         "1 = one request per pass on CPU, which kept tail latency lower there)")
     p.add_argument("--no-warmup", action="store_true", help="do not load the model in the background at start-up")
+    d = AppLimits()
+    g = p.add_argument_group("limits (every request is checked against them on the server; see ui.session.AppLimits)")
+    g.add_argument("--load-timeout", type=float, default=d.load_timeout_s, metavar="SECONDS",
+                   help="an uploaded file must be read within this time, in a child process that is killed "
+                        "otherwise (default %(default)s)")
+    g.add_argument("--load-memory-mb", type=int, default=d.load_memory_mb, metavar="MIB",
+                   help="memory (address space) that reading one upload may use (default %(default)s)")
+    g.add_argument("--max-runs", type=int, default=d.max_runs, metavar="N",
+                   help="few-shot runs training at once on this server; more are refused (default %(default)s; "
+                        f"{d.max_runs_per_session} per browser session)")
+    g.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where the Few-shot tab writes its runs (default runs/app in the repository)")
+    g.add_argument("--runs-max-age-days", type=float, default=d.runs_max_age_days, metavar="DAYS",
+                   help="delete app run folders not changed for this many days, at start-up and before each new run; "
+                        "running runs are never deleted; 0 keeps them forever (default %(default)s)")
     args = p.parse_args(argv)
+    try:
+        args.limits = AppLimits(load_timeout_s=args.load_timeout, load_memory_mb=args.load_memory_mb,
+                                max_runs=args.max_runs, runs_max_age_days=args.runs_max_age_days or None)
+    except Clip2PointError as err:
+        msg = str(err).replace("AppLimits.", "").replace("AppLimits: ", "")
+        for field_name, flag in (("load_timeout_s", "--load-timeout"), ("load_memory_mb", "--load-memory-mb"),
+                                 ("max_runs", "--max-runs"), ("runs_max_age_days", "--runs-max-age-days")):
+            msg = msg.replace(field_name, flag)
+        p.error(msg)
     if args.device != "auto" and not (args.device == "cpu" or args.device.startswith("cuda") or args.device == "mps"):
         p.error(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
     if args.weights is not None and args.weights.lower() != "random":
@@ -862,7 +1052,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.batch_images = 64 if resolve_device(args.device).startswith("cuda") else 1
     REGISTRY.batcher.max_images = max(1, args.batch_images)
     demo = build_app(args.model, args.weights, args.device, args.data_dir, args.depth_encoder,
-                     concurrency_limit=args.concurrency)
+                     concurrency_limit=args.concurrency, runs_dir=args.runs_dir, limits=args.limits)
     if not args.no_warmup:
         spec = ModelSpec(args.model, args.weights, args.device, args.depth_encoder)
         threading.Thread(target=_warm_up, args=(spec, REGISTRY), name="clip2point-warmup", daemon=True).start()

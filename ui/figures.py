@@ -48,6 +48,8 @@ CSS = """
 .c2p-banner .c2p-tag {font-weight:700; padding:.1rem .5rem; border-radius:999px; font-size:.8rem; letter-spacing:.02em}
 .c2p-banner.ok .c2p-tag {background:#059669; color:#fff}
 .c2p-banner.random .c2p-tag {background:#dc2626; color:#fff}
+.c2p-banner.pending {background:rgba(217,119,6,.08); border-color:rgba(217,119,6,.45)}
+.c2p-banner.pending .c2p-tag {background:#d97706; color:#fff}
 .c2p-banner .c2p-random-text {color:#dc2626; font-weight:700}
 .c2p-banner details {flex-basis:100%; font-size:.84rem; opacity:.9}
 .c2p-banner summary {cursor:pointer; color:#dc2626}
@@ -425,9 +427,14 @@ def banner_html(level: str, model_name: str, weights: str, encoder: str, device:
         tag = '<span class="c2p-tag">RANDOM WEIGHTS</span>'
         parts.insert(0, tag + '<span class="c2p-random-text">random — scores meaningless</span>')
         parts.append(f"<details><summary>Why, and how to get real weights</summary><code>{_esc(detail)}</code></details>")
+    elif level == "pending":  # nothing local yet; the first load tries a download (random if that fails)
+        parts.insert(0, '<span class="c2p-tag">WEIGHTS NOT LOADED YET</span>')
+        if detail:
+            parts.append(f"<details><summary>What was looked for</summary><code>{_esc(detail)}</code></details>")
     else:
         parts.insert(0, '<span class="c2p-tag">PRETRAINED</span>')
-    return f'<div class="c2p-banner {"random" if level == "random" else "ok"}" id="c2p-banner">{"".join(parts)}</div>'
+    kind = level if level in ("random", "pending") else "ok"
+    return f'<div class="c2p-banner {kind}" id="c2p-banner">{"".join(parts)}</div>'
 
 
 def prediction_html(prediction: str, prob: float, num_views: int, num_classes: int, true_label: str | None = None,

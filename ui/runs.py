@@ -5,6 +5,11 @@ thread-safe :class:`RunState` (status, per-epoch history, progress, error, resul
 (:attr:`FewShotRunner.state`) or receives through ``on_update`` on every progress report. The
 Jupyter :class:`ui.widgets.FewShotPanel` and the Gradio app's Few-shot tab both drive this class.
 
+A server that many people use starts its runs through a :class:`RunPool`: at most
+``max_running`` runs train at once and at most ``max_per_owner`` per owner (a browser session),
+an owner's runs are stopped when its session ends (:meth:`RunPool.stop_owner`), and
+:func:`clean_old_runs` deletes run folders older than a limit, never one that is running.
+
 Example:
     >>> runner = FewShotRunner(FewShotConfig(out_dir="runs/x", data_dir=..., shots=2, epochs=5), backbone)
     >>> runner.start(); state = runner.wait()
@@ -14,16 +19,20 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
+import shutil
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clip2point.errors import Clip2PointError
 from clip2point.fewshot import FewShotConfig, Progress, RunResult, run_fewshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunState", "FewShotRunner", "STATUSES"]
+__all__ = ["RunState", "FewShotRunner", "STATUSES", "RunPool", "RunLimitError", "clean_old_runs", "RUN_DIR_PATTERN"]
 
 #: Every value of :attr:`RunState.status`.
 STATUSES = ("idle", "running", "completed", "cancelled", "failed")
@@ -97,6 +106,8 @@ class FewShotRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = RunState(run_dir=Path(config.out_dir) if config.out_dir else None)
+        #: who started it (a :class:`RunPool` owner: the app's browser session id), "" otherwise.
+        self.owner = ""
 
     # -- public API ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -110,8 +121,12 @@ class FewShotRunner:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the run to stop (it ends after the current step, status "cancelled")."""
+        """Ask the run to stop: it ends within one batch (or one encoder chunk), status "cancelled"."""
         self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
 
     def wait(self, timeout: float | None = None) -> RunState:
         """Wait for the run to end (or ``timeout`` seconds); returns the state then."""
@@ -150,7 +165,10 @@ class FewShotRunner:
         try:
             result = run_fewshot(self.config, self.backbone, progress=self._progress, should_stop=self._stop)
         except BaseException as err:  # noqa: BLE001 - reported in the state
-            log.warning("few-shot run failed: %s", err)
+            if isinstance(err, Clip2PointError):  # a user error: one line says it all
+                log.warning("few-shot run %s failed: %s", self.config.out_dir, err)
+            else:  # a bug or a resource problem: keep the traceback
+                log.exception("few-shot run %s failed", self.config.out_dir)
             with self._lock:
                 self._state.status, self._state.error = "failed", str(err) or type(err).__name__
         else:
@@ -161,3 +179,137 @@ class FewShotRunner:
                 if not s.history and result.history:
                     s.history = [h.as_dict() for h in result.history]
         self._notify()
+
+
+# ----------------------------------------------------------------------------------------------
+# many runs on one server
+
+
+class RunLimitError(Clip2PointError):
+    """A new run would exceed a :class:`RunPool`'s limits; the message says which and what to do."""
+
+
+class RunPool:
+    """The few-shot runs of one server: capped in number, owned by sessions, stoppable per owner.
+
+    Args:
+        max_running: runs training at once on the server; one more is refused (RunLimitError).
+        max_per_owner: runs training at once per owner (a browser session id).
+
+    Thread-safe: the check and the start happen under one lock, so two sessions clicking Start
+    together cannot both slip under the cap.
+    """
+
+    def __init__(self, max_running: int = 2, max_per_owner: int = 1) -> None:
+        if max_running < 1 or max_per_owner < 1:
+            raise Clip2PointError(f"run limits must be at least 1, got {max_running} and {max_per_owner}")
+        self.max_running = int(max_running)
+        self.max_per_owner = int(max_per_owner)
+        self._lock = threading.Lock()
+        self._runs: list[tuple[str, FewShotRunner]] = []
+
+    def _prune(self) -> None:
+        self._runs = [(o, r) for o, r in self._runs if r.running]
+
+    def start(self, owner: str, config: FewShotConfig, backbone,
+              on_update: Callable[[RunState], None] | None = None) -> FewShotRunner:
+        """Start a run for ``owner`` (its :class:`FewShotRunner`, already running).
+
+        Raises:
+            RunLimitError: the owner or the server already runs as many runs as allowed.
+        """
+        with self._lock:
+            self._prune()
+            mine = sum(1 for o, _ in self._runs if o == owner)
+            if mine >= self.max_per_owner:
+                raise RunLimitError(
+                    f"this session already has {mine} few-shot run(s) training (at most {self.max_per_owner} per "
+                    "session); stop it with Stop or wait for it to end")
+            if len(self._runs) >= self.max_running:
+                raise RunLimitError(
+                    f"the server is already training {len(self._runs)} few-shot runs, its limit; try again when one "
+                    "ends (the operator sets it with --max-runs)")
+            runner = FewShotRunner(config, backbone, on_update)
+            runner.owner = owner
+            runner.start()
+            self._runs.append((owner, runner))
+        log.info("few-shot run started for session %s in %s (%d running)", owner[:8], config.out_dir, len(self._runs))
+        return runner
+
+    def active(self, owner: str | None = None) -> list[FewShotRunner]:
+        """Runs still training (of ``owner``, or all)."""
+        with self._lock:
+            self._prune()
+            return [r for o, r in self._runs if owner is None or o == owner]
+
+    def stop_owner(self, owner: str) -> int:
+        """Ask every run of ``owner`` to stop (its session ended); returns how many were asked."""
+        runs = self.active(owner)
+        for r in runs:
+            r.stop()
+        if runs:
+            log.info("session %s ended: stopping its %d few-shot run(s)", owner[:8], len(runs))
+        return len(runs)
+
+    def stop_all(self, wait_s: float | None = None) -> None:
+        """Stop every run (server shutdown, tests); optionally wait up to ``wait_s`` for each."""
+        runs = self.active()
+        for r in runs:
+            r.stop()
+        if wait_s is not None:
+            for r in runs:
+                r.wait(wait_s)
+
+    def running_dirs(self) -> set[Path]:
+        """Resolved run folders of the runs still training (never to be cleaned)."""
+        return {Path(r.config.out_dir).resolve() for r in self.active() if r.config.out_dir}
+
+
+#: Names of the app's run folders (``<YYYYmmdd-HHMMSS>`` with an optional ``-N``): the only ones cleaned.
+RUN_DIR_PATTERN = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
+
+
+def _last_change(folder: Path) -> float:
+    """Newest mtime of a folder and the entries directly inside it (seconds since the epoch)."""
+    newest = folder.lstat().st_mtime
+    for entry in folder.iterdir():
+        try:
+            newest = max(newest, entry.lstat().st_mtime)
+        except OSError:  # removed meanwhile
+            continue
+    return newest
+
+
+def clean_old_runs(root: str | Path, max_age_days: float | None, keep: Iterable[Path] = (),
+                   now: float | None = None) -> list[Path]:
+    """Delete the app's run folders in ``root`` not changed for ``max_age_days`` days.
+
+    Only real folders (no symlinks) named like the app's runs (:data:`RUN_DIR_PATTERN`) are
+    considered; folders in ``keep`` (the runs still training) are never touched. None or a
+    missing ``root`` deletes nothing.
+
+    Returns:
+        The deleted folders.
+    """
+    root = Path(root)
+    if max_age_days is None or not root.is_dir():
+        return []
+    keep_set = {Path(k).resolve() for k in keep}
+    limit = (time.time() if now is None else now) - float(max_age_days) * 86400.0
+    removed: list[Path] = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_symlink() or not entry.is_dir() or not RUN_DIR_PATTERN.match(entry.name):
+            continue
+        if entry.resolve() in keep_set:
+            continue
+        try:
+            if _last_change(entry) >= limit:
+                continue
+            shutil.rmtree(entry)
+        except OSError as err:
+            log.warning("could not delete old run folder %s: %s", entry, err)
+            continue
+        removed.append(entry)
+    if removed:
+        log.info("deleted %d run folder(s) older than %g days in %s", len(removed), max_age_days, root)
+    return removed

@@ -35,14 +35,8 @@ import torch
 
 from clip2point.classes import CLASS_SETS, parse_classes
 from clip2point.errors import CheckpointError, Clip2PointError, PointCloudFileError, WeightsNotFoundError
-from clip2point.io import (
-    SUPPORTED_MESH_EXTENSIONS,
-    SUPPORTED_POINT_EXTENSIONS,
-    Mesh,
-    load_mesh,
-    load_point_cloud,
-    subsample,
-)
+from clip2point.io import SUPPORTED_MESH_EXTENSIONS, SUPPORTED_POINT_EXTENSIONS, Mesh, load_mesh
+from ui.loading import IMAGE_VIEW_POINTS, MULTI_SHAPE_EXTENSIONS, file_errors, read_file_shape
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +45,7 @@ __all__ = [
     "DEFAULT_VIEWS", "DEFAULT_RADIUS", "DEFAULT_CLASS_SET", "VIEW_SETS", "ENCODERS", "CLASS_PRESETS",
     "UPLOAD_EXTENSIONS", "Progress", "EncodeBatcher", "ModelSpec", "LoadedModel", "DepthEncoderHandle", "WeightsStatus",
     "ModelRegistry", "REGISTRY", "ShapeSource", "Shape", "RenderedViews", "Session", "classify_file",
-    "example_names", "example_path", "example_thumbnails", "find_data_dir", "available_datasets",
+    "AppLimits", "RequestLimitError", "example_names", "example_path", "example_thumbnails", "find_data_dir", "available_datasets",
     "dataset_class_counts", "dataset_indices", "resolve_device", "model_image_size", "probe_weights", "warm_up",
 ]
 
@@ -69,10 +63,6 @@ DEFAULT_CLASS_SET = "modelnet40"
 VIEW_SETS = ("6", "10")
 #: Encoder ids and their names in the UI.
 ENCODERS: dict[str, str] = {"clip": "CLIP visual tower", "depth": "CLIP2Point depth encoder"}
-#: CLIP image views of point clouds splat this many points (like ``image_views`` for files).
-IMAGE_VIEW_POINTS = 16_384
-#: Multi-shape files whose ``index`` argument means something.
-MULTI_SHAPE_EXTENSIONS = (".h5", ".hdf5", ".npz", ".npy")
 #: Everything the core reads (point clouds and meshes), for upload widgets.
 UPLOAD_EXTENSIONS: tuple[str, ...] = tuple(sorted(set(SUPPORTED_POINT_EXTENSIONS) | set(SUPPORTED_MESH_EXTENSIONS)))
 _FEATURE_CACHE_SIZE = 8
@@ -80,6 +70,203 @@ _DATASET_NAMES = ("modelnet10", "modelnet40")
 
 #: ``progress(fraction in [0, 1], message)``; front ends adapt it to their progress widget.
 Progress = Callable[[float, str], None]
+
+
+# ----------------------------------------------------------------------------------------------
+# limits of what one request may ask for
+
+
+class RequestLimitError(Clip2PointError):
+    """A request asked for more than the app allows (:class:`AppLimits`); the message names the
+    value, the allowed range and what to do."""
+
+
+def _as_int(value: object, what: str) -> int:
+    """``value`` as an int (ints, integral floats, numeric strings), else a RequestLimitError."""
+    if isinstance(value, bool):
+        raise RequestLimitError(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RequestLimitError(f"{what} must be a whole number, got {str(value)[:40]!r}") from None
+    if not np.isfinite(f) or f != int(f):
+        raise RequestLimitError(f"{what} must be a whole number, got {str(value)[:40]}")
+    return int(f)
+
+
+def _as_float(value: object, what: str) -> float:
+    if isinstance(value, bool):
+        raise RequestLimitError(f"{what} must be a number, got {value!r}")
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RequestLimitError(f"{what} must be a number, got {str(value)[:40]!r}") from None
+    if not np.isfinite(f):
+        raise RequestLimitError(f"{what} must be a finite number, got {f}")
+    return f
+
+
+@dataclass(frozen=True)
+class AppLimits:
+    """Everything one request to the app may ask for, in one place (``python -m ui.app`` options).
+
+    The app's sliders stop at these values and **every handler checks them again on the server**,
+    so a script calling the API (``gradio_client``) gets the same bounds as the page, each
+    violation a one-line :class:`RequestLimitError` that names the value, the range and the fix.
+
+    Attributes:
+        min_points, max_points: points classified per shape (default 16–8,192; the page's slider
+            covers 256–8,192). 8,192 points render in well under a second on a CPU.
+        max_classes: class names per request (default 1,000: about 10 s of CLIP text encoding on a
+            2-core CPU the first time; 10,000 names took 113 s).
+        max_class_chars: characters per class name (default 100; CLIP reads 77 tokens at most).
+        max_template_chars: characters of the prompt template (default 200).
+        view_sets: view sets offered ("6" zero-shot, "10" pre-training).
+        min_radius, max_radius: splat radius in NDC units (default 0.005–0.06, the slider's range).
+        max_top_k: classes shown in the chart (default 10).
+        max_shape_index: highest shape index in a multi-shape upload (default 100,000; the file's
+            own count is checked when it is read).
+        fewshot_shots: shapes per class a few-shot run may take (CLIP2Point/PointCLIP protocol).
+        fewshot_max_epochs: epochs of a few-shot run (default 200; released: 100).
+        fewshot_max_test_shapes: test shapes a run evaluates (default 5,000; 0 = the whole split,
+            ModelNet40 has 2,468).
+        fewshot_max_val_per_class: validation shapes per class (default 20).
+        max_runs: few-shot runs training at once on the server (default 2); more are refused.
+        max_runs_per_session: few-shot runs per browser tab / API client session (default 1).
+        load_timeout_s: seconds an uploaded file may take to read (default 60) and
+        load_memory_mb: address space in MiB the reading child process may use (default 4,096).
+            Reading runs in a child process (``clip2point.sandbox.call_limited``) that is killed
+            when either is exceeded; the request fails with a clear error, the server carries on.
+        runs_max_age_days: app run folders older than this are deleted at start-up and before
+            each new run (default 30; None keeps them forever). Running runs are never touched.
+        max_file_mb: largest upload in MB (default 200; enforced by gradio's ``max_file_size``).
+    """
+
+    min_points: int = 16
+    max_points: int = 8192
+    max_classes: int = 1000
+    max_class_chars: int = 100
+    max_template_chars: int = 200
+    view_sets: tuple[str, ...] = VIEW_SETS
+    min_radius: float = 0.005
+    max_radius: float = 0.06
+    max_top_k: int = 10
+    max_shape_index: int = 100_000
+    fewshot_shots: tuple[int, ...] = (1, 2, 4, 8, 16)
+    fewshot_max_epochs: int = 200
+    fewshot_max_test_shapes: int = 5000
+    fewshot_max_val_per_class: int = 20
+    max_runs: int = 2
+    max_runs_per_session: int = 1
+    load_timeout_s: float = 60.0
+    load_memory_mb: int = 4096
+    runs_max_age_days: float | None = 30.0
+    max_file_mb: int = 200
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_points <= self.max_points:
+            raise Clip2PointError(f"AppLimits: need 1 <= min_points <= max_points, got {self.min_points}, {self.max_points}")
+        if not 0.0 < self.min_radius <= self.max_radius <= 0.2:
+            raise Clip2PointError(f"AppLimits: need 0 < min_radius <= max_radius <= 0.2, got {self.min_radius}, {self.max_radius}")
+        for name in ("max_classes", "max_class_chars", "max_template_chars", "max_top_k", "fewshot_max_epochs",
+                     "max_runs", "max_runs_per_session", "load_memory_mb", "max_file_mb"):
+            if int(getattr(self, name)) < 1:
+                raise Clip2PointError(f"AppLimits.{name} must be at least 1, got {getattr(self, name)}")
+        if not self.load_timeout_s > 0:
+            raise Clip2PointError(f"AppLimits.load_timeout_s must be positive, got {self.load_timeout_s}")
+        if self.runs_max_age_days is not None and not self.runs_max_age_days > 0:
+            raise Clip2PointError(f"AppLimits.runs_max_age_days must be positive or None, got {self.runs_max_age_days}")
+
+    @property
+    def max_classes_chars(self) -> int:
+        """Longest class-list text accepted before it is even split (names, commas and spaces)."""
+        return self.max_classes * (self.max_class_chars + 3)
+
+    # -- checks: each returns the clean value or raises RequestLimitError ---------------------
+    def check_num_points(self, value: object) -> int:
+        n = _as_int(value, "number of points")
+        if not self.min_points <= n <= self.max_points:
+            raise RequestLimitError(f"number of points {n:,} is out of range: this app classifies "
+                                    f"{self.min_points:,} to {self.max_points:,} points per shape; pick a number in it")
+        return n
+
+    def check_views(self, value: object) -> str:
+        v = str(value)
+        if v not in self.view_sets:
+            raise RequestLimitError(f"view set {str(value)[:40]!r} is unknown; choose one of {', '.join(self.view_sets)}")
+        return v
+
+    def check_radius(self, value: object) -> float:
+        r = _as_float(value, "splat radius")
+        if not self.min_radius <= r <= self.max_radius:
+            raise RequestLimitError(f"splat radius {r:g} is out of range: choose {self.min_radius:g} to "
+                                    f"{self.max_radius:g} (NDC units)")
+        return r
+
+    def check_top_k(self, value: object) -> int:
+        k = _as_int(value, "top-k")
+        if not 1 <= k <= self.max_top_k:
+            raise RequestLimitError(f"top-k {k} is out of range: the chart shows 1 to {self.max_top_k} classes")
+        return k
+
+    def check_shape_index(self, value: object) -> int:
+        i = _as_int(0 if value is None else value, "shape index")
+        if not 0 <= i <= self.max_shape_index:
+            raise RequestLimitError(f"shape index {i:,} is out of range: use 0 to {self.max_shape_index:,} "
+                                    "(and fewer than the shapes in the file)")
+        return i
+
+    def check_template(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise RequestLimitError(f"the prompt template must be text with {{}} for the class name, got {type(value).__name__}")
+        if len(value) > self.max_template_chars:
+            raise RequestLimitError(f"the prompt template is {len(value):,} characters long; this app takes at most "
+                                    f"{self.max_template_chars}, e.g. \"image of a {{}}\"")
+        return value
+
+    def check_classes(self, value: object) -> list[str]:
+        """The class names of a comma-separated string (or a list), within the count and length limits."""
+        if isinstance(value, str):
+            if len(value) > self.max_classes_chars:
+                raise RequestLimitError(f"the class list is {len(value):,} characters long; this app takes at most "
+                                        f"{self.max_classes:,} names of up to {self.max_class_chars} characters")
+            names = parse_classes(value)
+        elif isinstance(value, (list, tuple)):
+            if len(value) > self.max_classes:
+                raise RequestLimitError(f"{len(value):,} class names given; this app scores at most {self.max_classes:,} "
+                                        "at once; send fewer")
+            names = parse_classes([str(v)[: self.max_class_chars + 1] for v in value])
+        else:
+            raise RequestLimitError(f"classes must be comma-separated text, got {type(value).__name__}")
+        if len(names) > self.max_classes:
+            raise RequestLimitError(f"{len(names):,} class names given; this app scores at most {self.max_classes:,} "
+                                    "at once; send fewer")
+        long = next((n for n in names if len(n) > self.max_class_chars), None)
+        if long is not None:
+            raise RequestLimitError(f"class name {long[:30]!r}… is {len(long):,} characters long; this app takes at "
+                                    f"most {self.max_class_chars} per name")
+        return names
+
+    def check_fewshot(self, shots: object, epochs: object, limit_test: object, val_per_class: object) -> tuple[int, int, int, int]:
+        """(shots, epochs, test shapes, validation shapes per class) of a few-shot run, within the limits."""
+        k = _as_int(shots, "shots")
+        if k not in self.fewshot_shots:
+            raise RequestLimitError(f"shots must be one of {', '.join(map(str, self.fewshot_shots))}, got {k}")
+        e = _as_int(epochs, "epochs")
+        if not 1 <= e <= self.fewshot_max_epochs:
+            raise RequestLimitError(f"epochs {e:,} is out of range: a run in this app trains 1 to "
+                                    f"{self.fewshot_max_epochs} epochs")
+        t = _as_int(limit_test or 0, "test shapes")
+        if not 0 <= t <= self.fewshot_max_test_shapes:
+            raise RequestLimitError(f"test shapes {t:,} is out of range: use 0 (the whole split) to "
+                                    f"{self.fewshot_max_test_shapes:,}")
+        v = _as_int(val_per_class or 0, "validation shapes per class")
+        if not 0 <= v <= self.fewshot_max_val_per_class:
+            raise RequestLimitError(f"validation shapes per class {v:,} is out of range: use 0 to "
+                                    f"{self.fewshot_max_val_per_class}")
+        return k, e, t, v
 
 
 def _no_progress(_fraction: float, _message: str) -> None:
@@ -101,9 +288,12 @@ def example_path(name: str, kind: str = "meshes") -> Path:
     Raises:
         Clip2PointError: unknown example name.
     """
-    path = EXAMPLES_DIR / kind / f"{name}.ply"
+    names = example_names()
+    if kind not in ("meshes", "points") or not isinstance(name, str) or name not in names:
+        raise Clip2PointError(f"unknown example {str(name)[:40]!r}; choose one of {', '.join(names)}")
+    path = EXAMPLES_DIR / kind / f"{name}.ply"  # a listed name: never a path outside examples/
     if not path.is_file():
-        raise Clip2PointError(f"unknown example {name!r}; choose one of {', '.join(example_names())}")
+        raise Clip2PointError(f"example {name!r} has no {kind} file; choose one of {', '.join(names)}")
     return path
 
 
@@ -223,8 +413,8 @@ class WeightsStatus:
     """What a banner says about the model.
 
     Attributes:
-        level: "ok" (real weights), "random" (scores meaningless) or "pending" (not loaded yet
-            and the weights could not be resolved without loading).
+        level: "ok" (real weights), "random" (scores meaningless) or "pending" (not loaded yet,
+            nothing found on this machine, and a download will be tried when the model loads).
         model_name, device: the backbone.
         weights: where the CLIP weights come from, in words.
         encoder: which tower encodes the depth views, in words.
@@ -245,6 +435,17 @@ class WeightsStatus:
         return self.level == "random"
 
 
+def _may_download(spec: ModelSpec) -> bool:
+    """Whether loading ``spec`` may still find weights by downloading (no weights or a tag named)."""
+    from clip2point.backbone import default_tag
+
+    w = spec.weights
+    if w is None:
+        return not os.environ.get("CLIP2POINT_WEIGHTS") and default_tag(spec.model_name) is not None
+    return w.lower() != "random" and not any(sep in w for sep in "/\\") and Path(w).suffix not in (
+        ".pt", ".pth", ".bin", ".safetensors")
+
+
 def _describe_source(source) -> str:
     """A WeightsSource in words."""
     if source.is_random:
@@ -255,15 +456,17 @@ def _describe_source(source) -> str:
     return f"file {Path(source.location).name} ({source.found_by})"
 
 
-def probe_weights(spec: ModelSpec) -> tuple[object | None, str | None]:
+def probe_weights(spec: ModelSpec, allow_download: bool = True) -> tuple[object | None, str | None]:
     """Resolve ``spec``'s weights without loading them: (WeightsSource, None) or (None, reason).
 
-    Never raises for missing weights: the reason is the ``WeightsNotFoundError`` message.
+    ``allow_download=False`` never touches the network: a pretrained tag that is not cached is
+    then "not found" (with ``True``, up to a 3-s probe of the download host when nothing local
+    is found). Never raises for missing weights: the reason is the ``WeightsNotFoundError`` message.
     """
     from clip2point.backbone import BackboneConfig, resolve_weights
 
     try:
-        return resolve_weights(BackboneConfig(spec.model_name, spec.weights)), None
+        return resolve_weights(BackboneConfig(spec.model_name, spec.weights, allow_download=allow_download)), None
     except WeightsNotFoundError as err:
         return None, str(err)
 
@@ -389,6 +592,39 @@ class EncodeBatcher:
                 it.done = True
 
 
+#: Shapes of one-file-per-shape dataset layouts (OFF meshes) kept in memory per split.
+DATASET_SHAPE_CACHE = 64
+
+
+class _LRUCache(OrderedDict):
+    """A dict that keeps its ``maxsize`` most recently used items (for a dataset's per-shape cache)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = int(maxsize)
+        self._lock = threading.RLock()
+
+    def __contains__(self, key) -> bool:  # a hit becomes the newest, so a get right after it finds it
+        with self._lock:
+            if not super().__contains__(key):
+                return False
+            self.move_to_end(key)
+            return True
+
+    def __getitem__(self, key):
+        with self._lock:
+            value = super().__getitem__(key)
+            self.move_to_end(key)
+            return value
+
+    def __setitem__(self, key, value) -> None:
+        with self._lock:
+            super().__setitem__(key, value)
+            self.move_to_end(key)
+            while len(self) > self.maxsize:
+                self.popitem(last=False)
+
+
 class ModelRegistry:
     """Process-wide cache of heavy objects, safe to use from many threads.
 
@@ -403,6 +639,8 @@ class ModelRegistry:
         self._models: dict[tuple, LoadedModel] = {}
         self._depth: dict[tuple, DepthEncoderHandle] = {}
         self._datasets: dict[tuple, object] = {}
+        self._digests: dict[tuple, str] = {}
+        self._probes: dict[tuple, tuple[object | None, str | None]] = {}
         self.loads: Counter[str] = Counter()
         #: batches the encodes of concurrent sessions (all backbones share it; keys differ).
         self.batcher = EncodeBatcher()
@@ -433,8 +671,31 @@ class ModelRegistry:
         with self._lock:
             return self._models.get(spec.key)
 
+    def file_digest(self, path: str | os.PathLike) -> str:
+        """SHA-256 prefix of a file's content, hashed once per (real path, size, mtime).
+
+        Re-scoring with a depth encoder asks for its identity on every request; reading a
+        350 MB checkpoint each time would cost seconds, so the answer is cached until the file
+        changes (``loads["hash"]`` counts real hashes).
+        """
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        key = (real, st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            digest = self._digests.get(key)
+        if digest is None:
+            digest = _file_digest(real)
+            with self._lock:
+                self._digests[key] = digest
+                self.loads["hash"] += 1
+                while len(self._digests) > 256:  # uploads come and go: keep the newest
+                    self._digests.pop(next(iter(self._digests)))
+        return digest
+
     def depth_encoder(self, spec: ModelSpec, path: str | os.PathLike) -> DepthEncoderHandle:
         """A CLIP2Point depth encoder for ``spec``'s backbone, read from ``path`` once per content.
+
+        The file is hashed once (see :meth:`file_digest`), loaded once per content.
 
         Raises:
             CheckpointError: unreadable file or one that does not fit the backbone.
@@ -443,7 +704,11 @@ class ModelRegistry:
 
         if not Path(path).is_file():
             raise CheckpointError(f"depth encoder file {path} not found; check the path")
-        digest = _file_digest(path)
+        try:
+            digest = self.file_digest(path)
+        except OSError as err:
+            raise CheckpointError(f"depth encoder file {Path(path).name} cannot be read ({err.strerror or err}); "
+                                  "check its permissions") from err
         model = self.model(spec)
 
         def build() -> DepthEncoderHandle:
@@ -453,13 +718,41 @@ class ModelRegistry:
         return self._get(self._depth, (spec.key, digest), build, "depth_encoder")
 
     def dataset(self, data_dir: str | os.PathLike, name: str, split: str = "test", up: str | None = None):
-        """A ModelNet split (every point of every shape, y-up), opened once."""
+        """A ModelNet split opened once, with up to :data:`IMAGE_VIEW_POINTS` points per shape.
+
+        That is all the page can use (the classified points are the first N ≤ ``max_points``
+        of them, the image views splat all of them). Files that store fewer (the h5 layouts)
+        give theirs; OFF meshes are surface-sampled at this size, and the shapes read from
+        one-file-per-shape layouts are kept in a bounded LRU cache
+        (:data:`DATASET_SHAPE_CACHE` shapes per split), not forever.
+        """
         from clip2point.datasets import open_dataset
 
         key = (str(Path(data_dir).resolve()), name, split, up)
-        return self._get(
-            self._datasets, key, lambda: open_dataset(name, data_dir, split, num_points=1_000_000, up=up), "dataset"
-        )
+
+        def build():
+            ds = open_dataset(name, data_dir, split, num_points=IMAGE_VIEW_POINTS, up=up)
+            if isinstance(getattr(ds, "_cache", None), dict):  # per-shape cache of lazy (file-per-shape) layouts
+                ds._cache = _LRUCache(DATASET_SHAPE_CACHE)
+            return ds
+
+        return self._get(self._datasets, key, build, "dataset")
+
+    def probe(self, spec: ModelSpec) -> tuple[object | None, str | None]:
+        """:func:`probe_weights` without network access, cached per (model, weights).
+
+        The banner asks on every render; the answer changes only when files are added, so it is
+        worked out once (no 3-second socket probe of the download host per page view).
+        """
+        key = (spec.model_name, spec.weights)
+        with self._lock:
+            if key in self._probes:
+                return self._probes[key]
+        result = probe_weights(spec, allow_download=False)
+        with self._lock:
+            self._probes[key] = result
+            self.loads["probe"] += 1
+        return result
 
     def clear(self) -> None:
         """Forget everything (tests)."""
@@ -467,6 +760,8 @@ class ModelRegistry:
             self._models.clear()
             self._depth.clear()
             self._datasets.clear()
+            self._digests.clear()
+            self._probes.clear()
             self._key_locks.clear()
             self.loads.clear()
 
@@ -629,7 +924,7 @@ class RenderedViews:
 
 
 def _check_num_points(num_points: int) -> int:
-    n = int(num_points)
+    n = _as_int(num_points, "number of points")
     if n < 16:
         raise Clip2PointError(f"number of points must be at least 16, got {n}")
     return n
@@ -641,56 +936,41 @@ def _check_up(up: str) -> str:
     return up
 
 
-def _take(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
-    return None if a is None else np.ascontiguousarray(a[idx], dtype=np.float32)
+#: Kept for callers of the old private names (the code now lives in :mod:`ui.loading`).
+_file_errors = file_errors
 
 
-@contextlib.contextmanager
-def _file_errors(name: str) -> Iterator[None]:
-    """Report any reader failure as a PointCloudFileError naming the file.
-
-    ``clip2point.io`` turns reader errors into ``PointCloudFileError`` already; this also covers
-    the few that slip through (e.g. a truncated ASCII PLY gives a TypeError from a NaN check on
-    a non-numeric array), so the user always gets a message instead of an internal error.
-    """
-    try:
-        yield
-    except Clip2PointError:
-        raise
-    except MemoryError as err:
-        raise PointCloudFileError(f"{name}: too large to read into memory ({err}); subsample it first") from err
-    except Exception as err:  # noqa: BLE001 - third-party readers raise anything
-        log.warning("reading %s failed", name, exc_info=True)
-        raise PointCloudFileError(
-            f"{name}: could not be read ({type(err).__name__}: {str(err)[:200]}); the file may be truncated or corrupt, "
-            "re-export it"
-        ) from err
-
-
-def _load_file_shape(path: Path, index: int, num_points: int, up: str, display: str) -> tuple:
+def _load_file_shape(path: Path, index: int, num_points: int, up: str, display: str,
+                     limits: AppLimits | None = None) -> tuple:
     """(points, colors, mesh, dense (points, colors, normals), num_input) of a file.
 
-    The file is read once with every point (meshes: ``DEFAULT_MESH_POINTS`` surface samples) and
-    thinned here with ``clip2point.io.subsample`` (FPS, seed 0), the call ``load_point_cloud(path,
-    num_points, up)`` makes itself; the only difference is that it thins before the up-axis
-    mapping, which permutes and negates coordinates, so distances (and hence the sample) agree up
-    to float rounding in exact ties. The full cloud also gives the denser subset the CLIP image
-    views are splatted from; it is not kept.
+    See :func:`ui.loading.read_file_shape`. With ``limits``, the file is read in a child process
+    under ``limits.load_timeout_s`` and ``limits.load_memory_mb`` (``clip2point.sandbox.call_limited``),
+    so a file that makes a reader hang or allocate without bound fails with a clear error and the
+    server keeps its memory; without, it is read in this process.
+
+    Raises:
+        PointCloudFileError, UnsupportedFormatError: unreadable, corrupt or unsupported file.
+        Clip2PointError: the time or memory limit was hit (the sandbox's error, naming the limit).
     """
-    ext = path.suffix.lower()
-    with _file_errors(display or path.name):
-        full = load_point_cloud(path, num_points=None, up=up, index=index if ext in MULTI_SHAPE_EXTENSIONS else 0)
-        if full.is_mesh and num_points > len(full.points):  # more points than the default surface sample
-            full = load_point_cloud(path, num_points=num_points, up=up)
-    keep = subsample(full.points, num_points, "fps", seed=0)
-    points, colors = _take(full.points, keep), _take(full.colors, keep)
-    if full.is_mesh:
-        with _file_errors(display or path.name):
-            mesh = load_mesh(path, up=up)
-        return points, colors, mesh, (None, None, None), full.num_input_points
-    dense = subsample(full.points, IMAGE_VIEW_POINTS, "random", seed=0)
-    dense_set = (_take(full.points, dense), _take(full.colors, dense), _take(full.normals, dense))
-    return points, colors, None, dense_set, full.num_input_points
+    args = (str(path), int(index), int(num_points), up, display or path.name, IMAGE_VIEW_POINTS)
+    if limits is None:
+        return read_file_shape(*args)
+    from clip2point.errors import ResourceLimitError, SandboxError
+    from clip2point.sandbox import call_limited
+
+    name = display or path.name
+    t0 = time.perf_counter()
+    try:
+        return call_limited(read_file_shape, *args, timeout_s=float(limits.load_timeout_s),
+                            memory_mb=int(limits.load_memory_mb))
+    except (ResourceLimitError, SandboxError) as err:  # say which file, in the user's words
+        what = f"{read_file_shape.__module__}.{read_file_shape.__qualname__}"
+        msg = str(err).replace(what, "reading it")
+        log.warning("upload %s refused: %s", name, msg)
+        raise type(err)(f"{name}: {msg}") from None
+    finally:
+        log.debug("sandboxed read of %s: %.2f s", name, time.perf_counter() - t0)
 
 
 def load_shape(
@@ -698,6 +978,7 @@ def load_shape(
     num_points: int = DEFAULT_NUM_POINTS,
     up: str | None = "y",
     registry: ModelRegistry = REGISTRY,
+    limits: AppLimits | None = None,
 ) -> Shape:
     """Load a shape from a file, an example or a dataset.
 
@@ -707,32 +988,41 @@ def load_shape(
             dataset shapes, as ModelNet loaders do).
         up: the file's up axis ("y"/"z"); for datasets None means the dataset's own axis.
         registry: where datasets are cached.
+        limits: the app's limits: bounds ``num_points`` and the shape index, and reads files of
+            kind "file" (uploads) in a child process with a time and memory limit. None: no
+            bounds beyond the core's, files read in this process (scripts, notebooks).
 
     Raises:
         PointCloudFileError, UnsupportedFormatError: unreadable or unsupported file.
-        Clip2PointError, DatasetError: bad settings, dataset or index.
+        Clip2PointError, DatasetError: bad settings, dataset or index; a limit exceeded.
     """
     t0 = time.perf_counter()
-    num_points = _check_num_points(num_points)
+    num_points = _check_num_points(num_points) if limits is None else limits.check_num_points(num_points)
+    index = _as_int(source.index, "shape index") if limits is None else limits.check_shape_index(source.index)
     true_label = None
     if source.kind == "dataset":
         ds = registry.dataset(source.data_dir, source.dataset, source.split)  # the data's own up axis
         if up is not None and _check_up(up) != ds.up:  # the user overrides it
             ds = registry.dataset(source.data_dir, source.dataset, source.split, up)
-        if not 0 <= source.index < len(ds):
-            raise Clip2PointError(f"shape index {source.index} is out of range: {source.dataset} {source.split} has {len(ds)} shapes")
-        pts, label = ds[source.index]
-        all_points = pts.numpy()
+        if not 0 <= index < len(ds):
+            raise Clip2PointError(f"shape index {index} is out of range: {source.dataset} {source.split} has "
+                                  f"{len(ds)} shapes (0 to {len(ds) - 1})")
+        pts, label = ds[index]
+        all_points = np.asarray(pts)
         points, colors, mesh, dense = all_points[:num_points], None, None, (all_points, None, None)
         true_label, up, num_input = ds.class_names[label], ds.up, len(all_points)
-        name = f"{source.dataset} {source.split} #{source.index} · {ds.shape_name(source.index)}"
+        name = f"{source.dataset} {source.split} #{index} · {ds.shape_name(index)}"
     else:
         up = _check_up(up or "y")
+        if index < 0:
+            raise Clip2PointError(f"shape index must be 0 or more, got {index}")
         path = example_path(source.path) if source.kind == "example" else Path(source.path)
-        points, colors, mesh, dense, num_input = _load_file_shape(path, source.index, num_points, up, source.display)
+        file_limits = limits if source.kind == "file" else None  # the examples are the repository's own files
+        points, colors, mesh, dense, num_input = _load_file_shape(path, index, num_points, up, source.display,
+                                                                  file_limits)
         name = source.display or path.name
-        if source.kind == "file" and path.suffix.lower() in MULTI_SHAPE_EXTENSIONS and source.index:
-            name += f" #{source.index}"
+        if source.kind == "file" and path.suffix.lower() in MULTI_SHAPE_EXTENSIONS and index:
+            name += f" #{index}"
     key = hashlib.sha1(repr((source, num_points, up)).encode()).hexdigest()[:16]
     return Shape(name, points, colors, mesh, *dense, up, num_input, true_label, source, num_points, key,
                  time.perf_counter() - t0)
@@ -755,6 +1045,8 @@ def render_views(
 
     view_set = get_view_set(str(views))
     radius = float(radius)
+    if not 16 <= int(image_size) <= 1024:
+        raise Clip2PointError(f"image size must lie in 16..1024 pixels, got {image_size}")
     if not 0.0 < radius <= 0.2:
         raise Clip2PointError(f"splat radius must lie in (0, 0.2] NDC units, got {radius}")
     t0 = time.perf_counter()
@@ -836,11 +1128,16 @@ class Session:
         encoder: "clip" or "depth" (the latter needs :meth:`load_depth_encoder` or ``spec.depth_encoder``).
         shape, views, result: the current shape, its views and its latest scores.
         counters: how often each step really ran ("load", "render", "encode", "score").
+        limits: the app's :class:`AppLimits`, checked by :meth:`load`, :meth:`render` and
+            :meth:`classify` (uploads are then read in a time- and memory-limited child process);
+            None (scripts, notebooks): only the core's checks.
     """
 
-    def __init__(self, spec: ModelSpec | None = None, registry: ModelRegistry = REGISTRY) -> None:
+    def __init__(self, spec: ModelSpec | None = None, registry: ModelRegistry = REGISTRY,
+                 limits: AppLimits | None = None) -> None:
         self.spec = spec or ModelSpec()
         self.registry = registry
+        self.limits = limits
         self.encoder = "depth" if self.spec.depth_encoder else "clip"
         self.depth_encoder_path: str | None = self.spec.depth_encoder
         self.shape: Shape | None = None
@@ -852,6 +1149,7 @@ class Session:
         #: wall time of the latest "encode" (only when it really ran) and "score" steps.
         self.seconds: dict[str, float] = {}
         self._features: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._depth_handle: DepthEncoderHandle | None = None  # the loaded encoder of depth_encoder_path
 
     # -- model ------------------------------------------------------------------------------
     def model(self, progress: Progress = _no_progress) -> LoadedModel:
@@ -869,7 +1167,10 @@ class Session:
             return None
         if not self.depth_encoder_path:
             raise Clip2PointError("no CLIP2Point depth encoder loaded; upload one (best_eval.pth) first")
-        return self.registry.depth_encoder(self.spec, self.depth_encoder_path)
+        handle = self._depth_handle
+        if handle is None or handle.path != str(self.depth_encoder_path):  # kept: no re-hash per re-score
+            handle = self._depth_handle = self.registry.depth_encoder(self.spec, self.depth_encoder_path)
+        return handle
 
     def load_depth_encoder(self, path: str | os.PathLike) -> DepthEncoderHandle:
         """Load a CLIP2Point depth-encoder file and switch to it.
@@ -878,7 +1179,7 @@ class Session:
             CheckpointError: unreadable file, or one that does not fit the backbone.
         """
         handle = self.registry.depth_encoder(self.spec, path)
-        self.depth_encoder_path, self.encoder = str(path), "depth"
+        self.depth_encoder_path, self.encoder, self._depth_handle = str(path), "depth", handle
         return handle
 
     def set_encoder(self, encoder: str) -> None:
@@ -894,7 +1195,12 @@ class Session:
         self.encoder = encoder
 
     def weights_status(self) -> WeightsStatus:
-        """The banner's content; resolves (never loads) the weights if the model is not loaded."""
+        """The banner's content; resolves (never loads) the weights if the model is not loaded.
+
+        Before the model is loaded the weights are looked up once per server without network
+        access (:meth:`ModelRegistry.probe`); when nothing is found locally but a download may
+        still work on first use, the level is "pending".
+        """
         loaded = self.registry.loaded(self.spec)
         device = resolve_device(self.spec.device)
         encoder = ENCODERS[self.encoder]
@@ -903,7 +1209,11 @@ class Session:
         if loaded is not None:
             source, reason = loaded.backbone.weights, loaded.fallback_reason
         else:
-            source, reason = probe_weights(self.spec)
+            source, reason = self.registry.probe(self.spec)
+            if source is None and _may_download(self.spec):
+                return WeightsStatus("pending", self.spec.model_name, device,
+                                     "not found on this machine; a download is tried when the model first loads",
+                                     encoder, reason or "", False)
         if source is None or source.is_random:
             detail = reason or "random weights were asked for (--weights random)"
             return WeightsStatus("random", self.spec.model_name, device, "random initialisation", encoder, detail,
@@ -913,7 +1223,7 @@ class Session:
     # -- shape and views --------------------------------------------------------------------
     def load(self, source: ShapeSource, num_points: int = DEFAULT_NUM_POINTS, up: str | None = "y") -> Shape:
         """Load a shape (see :func:`load_shape`) and make it current; forgets old views and scores."""
-        shape = load_shape(source, num_points, up, self.registry)
+        shape = load_shape(source, num_points, up, self.registry, self.limits)
         self.counters["load"] += 1
         self.shape, self.views, self.result, self.seconds = shape, None, None, {}
         return shape
@@ -921,6 +1231,8 @@ class Session:
     def render(self, views: str = DEFAULT_VIEWS, radius: float = DEFAULT_RADIUS, images: bool = True) -> RenderedViews:
         """Render the current shape (cached: the same settings return the same views)."""
         shape = self._need_shape()
+        if self.limits is not None:
+            views, radius = self.limits.check_views(views), self.limits.check_radius(radius)
         size = self.image_size()
         old = self.views
         if old is not None and old.key == (shape.key, str(views), float(radius), size) and (old.images is not None or not images):
@@ -968,7 +1280,10 @@ class Session:
         Re-scoring with other classes or another template reuses the cached view features
         (and the backbone's cached text features): nothing is re-rendered or re-encoded.
         """
-        names = parse_classes(classes)
+        if self.limits is not None:
+            names, template = self.limits.check_classes(classes), self.limits.check_template(template)
+        else:
+            names = parse_classes(classes)
         feats = self.features(progress)
         progress(0.9, "scoring…")
         t0 = time.perf_counter()
@@ -989,15 +1304,22 @@ def classify_file(
     spec: ModelSpec | None = None,
     registry: ModelRegistry = REGISTRY,
     index: int = 0,
+    limits: AppLimits | None = None,
 ) -> dict[str, float]:
     """Classify one file: ``{class: probability}``, most probable first (sums to 1).
 
+    ``limits`` (the app's): bounds every argument and reads the file in a limited child process.
+
     Raises:
-        PointCloudFileError, UnsupportedFormatError, Clip2PointError: bad file or arguments.
+        PointCloudFileError, UnsupportedFormatError, Clip2PointError: bad file or arguments
+            (RequestLimitError: beyond ``limits``).
     """
     if path is None or not str(path):
         raise PointCloudFileError("no file given; pass a point-cloud or mesh file")
-    session = Session(spec, registry)
+    if limits is not None:  # cheap checks first: nothing is read for a request that will be refused
+        limits.check_classes(classes), limits.check_template(template), limits.check_views(views)
+        limits.check_num_points(num_points), _check_up(up)
+    session = Session(spec, registry, limits)
     session.load(ShapeSource.file(path, index), num_points, up)
     session.render(views, images=False)
     result = session.classify(classes, template)
