@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -233,11 +234,53 @@ def test_bad_points_raise_clear_errors(points, match):
         render_depth(points)
 
 
-def test_settings_validation():
-    with pytest.raises(ValueError):
-        RasterSettings(image_size=0)
-    with pytest.raises(ValueError):
-        RasterSettings(radius=0)
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"image_size": 0}, "image size"),
+        ({"image_size": -3}, "image size"),
+        ({"image_size": 2.5}, "whole number"),
+        ({"image_size": 100_000}, "from 1 to 4096"),
+        ({"image_size": "224"}, "image size"),
+        ({"radius": 0}, "radius"),
+        ({"radius": 5}, "between 0 and 2"),
+        ({"radius": float("nan")}, "radius"),
+        ({"max_elements": 0}, "max_elements"),
+    ],
+)
+def test_settings_validation(kwargs, match):
+    with pytest.raises(Clip2PointError, match=match) as err:  # a ValueError too, as before
+        RasterSettings(**kwargs)
+    assert isinstance(err.value, ValueError)
+    assert RasterSettings(image_size=np.int64(32), radius=np.float32(0.05)).image_size == 32
+
+
+def test_view_and_jitter_validation():
+    from clip2point.render import ViewSet
+
+    with pytest.raises(Clip2PointError, match="finite"):
+        ViewSet.custom([0.0, float("inf")], [0.0, 90.0])
+    with pytest.raises(Clip2PointError, match="numbers"):
+        ViewSet.custom(["a"], [0.0])
+    with pytest.raises(Clip2PointError, match="dist_jitter"):
+        render_depth(np.random.default_rng(0).random((10, 3)), dist_jitter=1.5)
+
+
+@pytest.mark.parametrize("option,value", [("--radius", "5"), ("--image-size", "0")])
+def test_cli_render_bad_settings_give_one_line(tmp_path, option, value):
+    import subprocess
+    import sys
+
+    cloud = tmp_path / "c.npy"
+    np.save(cloud, np.random.default_rng(0).random((50, 3)).astype(np.float32))
+    proc = subprocess.run(
+        [sys.executable, "-m", "clip2point", "render", str(cloud), "-o", str(tmp_path / "out"), option, value],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search("radius" if option == "--radius" else "image.size", lines[0]), lines[0]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

@@ -44,6 +44,8 @@ class ViewSet:
             )
         if any(not math.isfinite(d) or d <= 0 for d in self.dist):
             raise Clip2PointError(f"camera distances must be positive finite numbers, got {self.dist}")
+        if any(not math.isfinite(a) for a in self.elev + self.azim):
+            raise Clip2PointError(f"view angles must be finite numbers of degrees, got elev {self.elev}, azim {self.azim}")
 
     def __len__(self) -> int:
         return len(self.elev)
@@ -54,10 +56,18 @@ class ViewSet:
 
     @classmethod
     def custom(cls, elev: Sequence[float], azim: Sequence[float], dist: Sequence[float] | float = 1.0) -> ViewSet:
-        """Build a view set from lists (``dist`` may be one number for all views)."""
-        elev_t = tuple(float(e) for e in elev)
-        dist_t = tuple(float(d) for d in dist) if isinstance(dist, Sequence) else (float(dist),) * len(elev_t)
-        return cls(elev_t, tuple(float(a) for a in azim), dist_t, "custom")
+        """Build a view set from lists (``dist`` may be one number for all views).
+
+        Raises:
+            Clip2PointError: non-numeric values, lists of different lengths, bad distances.
+        """
+        try:
+            elev_t = tuple(float(e) for e in elev)
+            azim_t = tuple(float(a) for a in azim)
+            dist_t = tuple(float(d) for d in dist) if isinstance(dist, Sequence) else (float(dist),) * len(elev_t)
+        except (TypeError, ValueError) as err:
+            raise Clip2PointError(f"view angles and distances must be numbers ({err})") from err
+        return cls(elev_t, azim_t, dist_t, "custom")
 
 
 #: The view sets of the released code (REFERENCE: 10 views for pre-training and few-shot, the

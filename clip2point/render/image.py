@@ -49,7 +49,7 @@ import torch
 
 from ..errors import ImageViewError
 from .cameras import ViewSet, camera_centers, get_view_set, look_at_rotation
-from .rasterize import RasterSettings, _axis_candidates
+from .rasterize import MAX_IMAGE_SIZE, RasterSettings, _axis_candidates
 from .renderer import DepthRenderer, as_points_tensor
 from .shading import CLIP_MEAN, CLIP_STD
 
@@ -345,9 +345,22 @@ def render_mesh_views(
         return torch.stack([render_mesh_views(m, views, image_size, light_dir, seed, **kw) for m in mesh])
     if projection not in _PROJECTIONS:
         raise ImageViewError(f"projection must be one of {_PROJECTIONS}, got {projection!r}")
-    if int(image_size) < 1 or int(antialias) < 1:
-        raise ImageViewError(f"image_size and antialias must be ≥ 1, got {image_size} and {antialias}")
-    if not 0.0 < float(fov_deg) < 180.0:
+    try:
+        size_ok = int(image_size) >= 1 and int(antialias) >= 1
+    except (TypeError, ValueError):
+        size_ok = False
+    if not size_ok:
+        raise ImageViewError(f"image_size and antialias must be whole numbers ≥ 1, got {image_size!r} and {antialias!r}")
+    if int(image_size) * int(antialias) > MAX_IMAGE_SIZE:
+        raise ImageViewError(
+            f"image_size × antialias must be at most {MAX_IMAGE_SIZE} pixels, got {image_size} × {antialias}; "
+            "use a smaller image or less antialiasing"
+        )
+    try:
+        fov_ok = 0.0 < float(fov_deg) < 180.0
+    except (TypeError, ValueError):
+        fov_ok = False
+    if not fov_ok:
         raise ImageViewError(f"fov_deg must lie strictly between 0 and 180 degrees, got {fov_deg}")
     import open3d as o3d  # lazy: ~2 s import
 

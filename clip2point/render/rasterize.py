@@ -15,14 +15,19 @@ single ``scatter_reduce(amin)`` — misses carry +inf, so no boolean compaction 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["RasterSettings", "rasterize_points", "BACKGROUND_DEPTH"]
+from ..errors import Clip2PointError
+
+__all__ = ["RasterSettings", "rasterize_points", "BACKGROUND_DEPTH", "MAX_IMAGE_SIZE"]
 
 #: Depth value of pixels no point covers (pytorch3d's ``zbuf`` convention).
 BACKGROUND_DEPTH = -1.0
+#: Largest accepted image side in pixels (a 4096² depth map is 64 MB per view).
+MAX_IMAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,10 @@ class RasterSettings:
             processed at once (≈ 20 bytes each). The default keeps a chunk's working set near the
             CPU's cache size (3 shapes × 10 views at 224²), which is ~2× faster than big chunks
             because every pass is memory-bound; it also bounds peak memory.
+
+    Raises:
+        Clip2PointError: ``image_size`` not an integer in 1..:data:`MAX_IMAGE_SIZE`, ``radius``
+            not a finite number in (0, 2), or ``max_elements`` not a positive integer.
     """
 
     image_size: int = 224
@@ -43,10 +52,22 @@ class RasterSettings:
     max_elements: int = 3_000_000
 
     def __post_init__(self) -> None:
-        if int(self.image_size) < 1:
-            raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
-        if not (0 < self.radius < 2):
-            raise ValueError(f"radius must be in (0, 2) NDC units (0.02 is CLIP2Point's), got {self.radius}")
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, numbers.Real) or size != int(size) \
+                or not 1 <= size <= MAX_IMAGE_SIZE:
+            raise Clip2PointError(
+                f"image size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, got {size!r}; "
+                "CLIP2Point uses 224"
+            )
+        radius = self.radius
+        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not 0 < radius < 2:
+            raise Clip2PointError(
+                f"splat radius must be a number between 0 and 2 NDC units (the image is 2 wide), got {radius!r}; "
+                "CLIP2Point uses 0.02"
+            )
+        elements = self.max_elements
+        if isinstance(elements, bool) or not isinstance(elements, numbers.Integral) or elements < 1:
+            raise Clip2PointError(f"max_elements must be a positive integer, got {elements!r}")
 
     @property
     def reach(self) -> int:

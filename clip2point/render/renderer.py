@@ -79,7 +79,13 @@ class DepthRenderer:
         self.views = get_view_set(self.views)
 
     def cameras(self, batch: int, device, dist_jitter: float = 0.0, generator: torch.Generator | None = None):
-        """Camera centres (B, V, 3) and view axes (B, V, 3, 3), distances (B, V)."""
+        """Camera centres (B, V, 3) and view axes (B, V, 3, 3), distances (B, V).
+
+        Raises:
+            Clip2PointError: ``dist_jitter`` outside [0, 1).
+        """
+        if isinstance(dist_jitter, bool) or not isinstance(dist_jitter, (int, float)) or not 0 <= dist_jitter < 1:
+            raise Clip2PointError(f"dist_jitter must be a number in [0, 1), got {dist_jitter!r}")
         vs = self.views
         elev = torch.tensor(vs.elev, device=device)
         azim = torch.tensor(vs.azim, device=device)
@@ -143,7 +149,8 @@ def render_depth(
         :func:`clip2point.render.clip_normalize` before a CLIP encoder.
 
     Raises:
-        Clip2PointError: wrong shape, empty, NaN/inf, or all-identical points; unknown view set.
+        Clip2PointError: wrong shape, empty, NaN/inf, or all-identical points; unknown view set;
+            ``image_size``, ``radius`` or ``dist_jitter`` out of range.
 
     Source: CLIP2Point (Huang et al., ICCV 2023) §3.1 and the released renderer's settings.
     """
