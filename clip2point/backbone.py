@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,13 +20,15 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, Clip2PointError, WeightsNotFoundError
+from .rng import private_rng, seeded_generator
 from .weights import find_weight_files, load_state_dict_file, weights_dirs
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BackboneConfig", "WeightsSource", "ClipBackbone", "load_backbone", "resolve_weights",
-    "load_depth_encoder", "extract_visual_state_dict", "DEFAULT_MODEL", "DEFAULT_TEMPLATE",
+    "load_depth_encoder", "extract_visual_state_dict", "build_architecture", "TextFeatureCache",
+    "DEFAULT_MODEL", "DEFAULT_TEMPLATE",
 ]
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -112,17 +116,32 @@ def _tag_cached(model_name: str, tag: str) -> str | None:
     return None
 
 
+#: How long a download-host probe's answer is reused (seconds).
+HUB_PROBE_TTL_S = 300.0
+_hub_probe: dict[str, float | bool] = {}
+_hub_probe_lock = threading.Lock()
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Quick check that open_clip's download host answers (saves a long wait when offline)."""
+    """Quick check that open_clip's download host answers (saves a long wait when offline).
+
+    The answer is cached for :data:`HUB_PROBE_TTL_S` seconds, so a server that asks often (a
+    page banner) opens at most one connection per interval.
+    """
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
     import socket
 
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    with _hub_probe_lock:
+        if time.monotonic() - float(_hub_probe.get("at", -1e18)) < HUB_PROBE_TTL_S:
+            return bool(_hub_probe["ok"])
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+            ok = True
+        except OSError:
+            ok = False
+        _hub_probe.update(at=time.monotonic(), ok=ok)
+        return ok
 
 
 def default_tag(model_name: str) -> str | None:
@@ -255,26 +274,77 @@ def load_depth_encoder(path: str | os.PathLike, template_visual: nn.Module) -> n
     return encoder.eval().requires_grad_(False)
 
 
+class TextFeatureCache:
+    """A thread-safe LRU cache of text features keyed by (template, classes).
+
+    One cache serves every pairing of a CLIP model with depth encoders (see
+    :meth:`ClipBackbone.with_depth_encoder`): text features depend on the CLIP model only.
+    Lookups and inserts hold the lock; encoding happens outside it (two threads asking for the
+    same new prompts may both encode them once; the result is the same).
+    """
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = int(max_entries)
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: torch.Tensor) -> torch.Tensor:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
 class ClipBackbone(nn.Module):
     """A frozen CLIP model plus an optional CLIP2Point depth encoder, with cached text features.
 
-    Use :func:`load_backbone` to build one. All encoders are in eval mode and frozen.
+    Use :func:`load_backbone` to build one. All encoders are in eval mode and frozen, and a
+    backbone is **safe to share between threads**: nothing a caller does changes it. The depth
+    encoder is fixed at construction; :meth:`with_depth_encoder` returns *another* backbone
+    that shares this one's CLIP model and text-feature cache (an immutable pairing). The
+    text-feature cache locks itself. (``.to(device)`` moves the shared modules: do it before
+    sharing, never while others use the backbone.)
 
     Attributes:
         model: the open_clip CLIP model.
-        depth_encoder: a second visual tower (CLIP2Point), or None.
+        depth_encoder: a second visual tower (CLIP2Point), or None (read-only).
         weights: where the CLIP weights came from; ``depth_weights`` likewise for the depth encoder.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, model_name: str, weights: WeightsSource) -> None:
+    def __init__(self, model: nn.Module, tokenizer, model_name: str, weights: WeightsSource,
+                 depth_encoder: nn.Module | None = None, depth_weights: WeightsSource | None = None,
+                 text_cache: TextFeatureCache | None = None) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.weights = weights
-        self.depth_encoder: nn.Module | None = None
-        self.depth_weights: WeightsSource | None = None
-        self._text_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._depth = depth_encoder  # used as given (load_depth_encoder returns it frozen, in eval mode)
+        self._depth_weights = depth_weights if depth_encoder is not None else None
+        self._text_cache = text_cache if text_cache is not None else TextFeatureCache()
+
+    @property
+    def depth_encoder(self) -> nn.Module | None:
+        """The CLIP2Point depth encoder paired with this backbone, or None (fixed at construction)."""
+        return self._depth
+
+    @property
+    def depth_weights(self) -> WeightsSource | None:
+        """Where the depth encoder came from, or None."""
+        return self._depth_weights
 
     @property
     def device(self) -> torch.device:
@@ -294,13 +364,37 @@ class ClipBackbone(nn.Module):
         """CLIP's learned temperature, exp(logit_scale) (100 for OpenAI's weights)."""
         return float(self.model.logit_scale.exp().item())
 
-    def set_depth_encoder(self, path: str | os.PathLike | None) -> None:
-        """Load (or with None, drop) a CLIP2Point depth encoder."""
-        if path is None:
-            self.depth_encoder, self.depth_weights = None, None
-            return
-        enc = load_depth_encoder(path, self.model.visual).to(self.device)
-        self.depth_encoder, self.depth_weights = enc, WeightsSource("depth-encoder", str(path))
+    def with_depth_encoder(self, encoder: str | os.PathLike | nn.Module | None, name: str | None = None) -> ClipBackbone:
+        """This CLIP model paired with another depth encoder (or none), as a new backbone.
+
+        The CLIP model, tokenizer and text-feature cache are shared (nothing is copied or
+        reloaded); this backbone is not modified, so callers on other threads are unaffected.
+
+        Args:
+            encoder: a checkpoint file (CLIP2Point's ``best_eval.pth`` or an exported depth
+                encoder, read by :func:`load_depth_encoder`), an already loaded visual tower
+                (used as is: e.g. the encoder being pre-trained, for validation), or None.
+            name: how :meth:`describe` names a module passed directly (default "in-memory").
+
+        Raises:
+            CheckpointError: unreadable file or one that does not fit this CLIP visual tower.
+        """
+        if encoder is None:
+            module, source = None, None
+        elif isinstance(encoder, nn.Module):
+            module, source = encoder, WeightsSource("depth-encoder", name or "in-memory", "explicit")
+        else:
+            module = load_depth_encoder(encoder, self.model.visual).to(self.device)
+            source = WeightsSource("depth-encoder", str(encoder))
+        return ClipBackbone(self.model, self.tokenizer, self.model_name, self.weights, module, source, self._text_cache)
+
+    def set_depth_encoder(self, path: str | os.PathLike | None) -> None:  # pragma: no cover - transitional
+        """Deprecated: mutates a backbone others may share; use :meth:`with_depth_encoder`."""
+        import warnings
+
+        warnings.warn("ClipBackbone.set_depth_encoder is deprecated; use with_depth_encoder()", DeprecationWarning, 2)
+        other = self.with_depth_encoder(path)
+        self._depth, self._depth_weights = other._depth, other._depth_weights
 
     def describe(self) -> str:
         """One line: model, weights, depth encoder."""
@@ -318,7 +412,8 @@ class ClipBackbone(nn.Module):
             template: a prompt with one ``{}``, e.g. "image of a {}" (CLIP2Point's release).
 
         Returns:
-            (C, D) float32 on the backbone's device. Cached per (template, classes).
+            (C, D) float32 on the backbone's device. Cached per (template, classes), thread-safe;
+            the returned tensor is shared: do not modify it.
 
         Raises:
             Clip2PointError: the template has no ``{}`` placeholder.
@@ -326,15 +421,11 @@ class ClipBackbone(nn.Module):
         if "{}" not in template:
             raise Clip2PointError(f"prompt template {template!r} has no '{{}}' placeholder for the class name, e.g. \"image of a {{}}\"")
         key = (template, tuple(classes))
-        if key in self._text_cache:
-            self._text_cache.move_to_end(key)
-            return self._text_cache[key]
+        cached = self._text_cache.get(key)
+        if cached is not None:
+            return cached
         tokens = self.tokenizer([template.format(c) for c in classes]).to(self.device)
-        feats = self.encode_text_tokens(tokens)
-        self._text_cache[key] = feats
-        while len(self._text_cache) > 64:
-            self._text_cache.popitem(last=False)
-        return feats
+        return self._text_cache.put(key, self.encode_text_tokens(tokens))
 
     @torch.inference_mode()
     def encode_text_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -360,33 +451,40 @@ class ClipBackbone(nn.Module):
         return torch.nn.functional.normalize(x.float(), dim=-1)
 
     @torch.inference_mode()
-    def encode_images(self, images: torch.Tensor, encoder: str = "clip", batch_size: int = 64) -> torch.Tensor:
+    def encode_images(self, images: torch.Tensor, visual: str | nn.Module | None = None, batch_size: int = 64) -> torch.Tensor:
         """L2-normalised image features.
 
         Args:
             images: (..., 3, H, W) float32, CLIP-normalised (see ``clip_normalize``).
-            encoder: "clip" (the CLIP visual tower) or "depth" (the CLIP2Point depth encoder).
+            visual: which tower encodes them: None or "clip" (CLIP's visual tower), "depth" (the
+                paired CLIP2Point depth encoder), or any visual module of the same input size.
+                Nothing is stored: concurrent callers may pass different towers.
             batch_size: images per forward pass.
 
         Returns:
             (..., D) float32 on the backbone's device.
+
+        Raises:
+            Clip2PointError: "depth" without a paired depth encoder, or an unknown name.
         """
-        visual = self.visual(encoder)
+        tower = self.visual(visual)
         lead = images.shape[:-3]
         flat = images.reshape(-1, *images.shape[-3:])
         out = [
-            torch.nn.functional.normalize(visual(flat[i : i + batch_size].to(self.device)).float(), dim=-1)
+            torch.nn.functional.normalize(tower(flat[i : i + batch_size].to(self.device)).float(), dim=-1)
             for i in range(0, flat.shape[0], batch_size)
         ]
         return torch.cat(out).reshape(*lead, -1)
 
-    def visual(self, encoder: str = "clip") -> nn.Module:
-        """The visual tower: "clip" or "depth"."""
+    def visual(self, encoder: str | nn.Module | None = "clip") -> nn.Module:
+        """The visual tower: "clip" (or None), "depth", or a module (returned as is)."""
+        if isinstance(encoder, nn.Module):
+            return encoder
         if encoder == "depth":
-            if self.depth_encoder is None:
+            if self._depth is None:
                 raise Clip2PointError("no depth encoder loaded; pass --depth-encoder FILE (e.g. CLIP2Point's best_eval.pth)")
-            return self.depth_encoder
-        if encoder != "clip":
+            return self._depth
+        if encoder not in (None, "clip"):
             raise Clip2PointError(f"encoder must be 'clip' or 'depth', got {encoder!r}")
         return self.model.visual
 
@@ -424,32 +522,60 @@ def load_backbone(
         if source.kind == "random":
             quick_gelu = bool(oc.get_model_config(model_name).get("quick_gelu", False)) or model_name == DEFAULT_MODEL
     log.info("loading %s with %s", model_name, source.describe())
-    kwargs = dict(device=device, force_quick_gelu=quick_gelu)
-    if source.kind == "tag":
+    cached = _tag_cached(model_name, source.location) if source.kind == "tag" else None
+    if source.kind == "tag" and cached is None:  # a download through open_clip (weights_only loading)
         try:
-            model = oc.create_model(model_name, pretrained=source.location, **kwargs)
+            model = oc.create_model(model_name, pretrained=source.location, device=device, force_quick_gelu=quick_gelu)
         except Exception as e:
             raise WeightsNotFoundError(
                 f"could not get open_clip weights {model_name}/{source.location} ({str(e).splitlines()[0][:200]}). "
                 + _how_to_get_weights(config, [f"download of tag {source.location!r}: failed"]).split(". ", 1)[1]
             ) from None
     else:
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # open_clip warns "initialized randomly" on the root logger; we say it ourselves
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)  # "random" weights are the same in every run: results are reproducible
-                model = oc.create_model(model_name, pretrained=None, **kwargs)
-        finally:
-            root.setLevel(level)
-        if source.kind == "file":
-            sd, _ = load_state_dict_file(source.location)
-            _load_full_clip(model, sd, source.location, model_name)
+        # "random" weights are open_clip's own initialisation drawn from a private generator: the same
+        # weights in every run, and the process-wide RNG is neither reseeded nor advanced
+        with private_rng(seeded_generator(0, "random-weights", model_name)):
+            model = build_architecture(model_name, quick_gelu)
+        if source.kind != "random":  # a file, or a tag already in open_clip's cache: read by our safe loader
+            path = source.location if source.kind == "file" else cached
+            sd, _ = load_state_dict_file(path)
+            _load_full_clip(model, sd, path, model_name)
+        model = model.to(device)
     backbone = ClipBackbone(model, oc.get_tokenizer(model_name), model_name, source)
-    if depth_encoder is not None:
-        backbone.set_depth_encoder(depth_encoder)
-    return backbone
+    return backbone.with_depth_encoder(depth_encoder) if depth_encoder is not None else backbone
+
+
+def build_architecture(model_name: str, quick_gelu: bool = False) -> nn.Module:
+    """An open_clip model of architecture ``model_name`` on the CPU, with open_clip's own random init.
+
+    Built from the model config directly (``open_clip.model.CLIP`` / ``CustomTextCLIP``), as
+    ``open_clip.create_model`` does, but without its "initialized randomly" warning, which open_clip
+    sends to the *root* logger (silencing it there would change logging for the whole process).
+    Initialisation draws from torch's current generator: wrap the call in
+    :func:`clip2point.rng.private_rng` for reproducible weights.
+
+    Raises:
+        Clip2PointError: unknown architecture.
+    """
+    oc = _open_clip()
+    cfg = oc.get_model_config(model_name)
+    if cfg is None:
+        raise Clip2PointError(f"unknown CLIP model {model_name!r}; see open_clip.list_models() (e.g. ViT-B-32, ViT-B-16)")
+    if quick_gelu:
+        cfg["quick_gelu"] = True
+    if "timm_model_name" in cfg.get("vision_cfg", {}):
+        cfg["vision_cfg"]["timm_model_pretrained"] = False
+    hf_text = "hf_model_name" in cfg.get("text_cfg", {})
+    if hf_text:
+        cfg["text_cfg"]["hf_model_pretrained"] = False
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    cls = CustomTextCLIP if (cfg.pop("custom_text", False) or hf_text) else CLIP
+    if "multimodal_cfg" in cfg:
+        from open_clip.coca_model import CoCa
+
+        cls = CoCa
+    return cls(**cfg)
 
 
 def _load_full_clip(model: nn.Module, sd: dict[str, torch.Tensor], path: str, model_name: str) -> None:

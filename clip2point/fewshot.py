@@ -42,7 +42,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from .datasets import PointCloudDataset, open_dataset
 from .errors import CheckpointError, Clip2PointError, DatasetError
 from .evaluate import EvalResult, iter_batches
 from .gdpa import GATES, GatedDualPathAdapter, GDPAConfig
+from .rng import private_rng
 from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
 from .weights import load_state_dict_file, save_state_dict_atomic
 from .zeroshot import ZeroShotResult
@@ -66,7 +67,7 @@ __all__ = [
     "SHOTS", "MODES", "FewShotConfig", "FewShotSplits", "select_few_shot", "stratified_head", "make_splits",
     "EncoderPasses", "ViewEncoder", "SplitFeatures", "FeatureCache", "encode_split",
     "EpochStats", "Progress", "RunResult", "run_fewshot", "released_recipe_passes",
-    "FewShotClassifier", "AdapterResult", "load_adapter", "RUN_FILES",
+    "FewShotClassifier", "AdapterResult", "load_adapter", "read_run_config", "RUN_FILES",
 ]
 
 #: Shots per class (CLIP2Point / PointCLIP few-shot protocol).
@@ -76,7 +77,7 @@ _CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 #: Files of a run directory.
 RUN_FILES = {
     "config": "config.json", "adapter": "adapter.safetensors", "last": "last.safetensors",
-    "features": "features.safetensors", "metrics": "metrics.json",
+    "features": "features.safetensors", "metrics": "metrics.json", "history": "history.jsonl",
     "curves": "curves.png", "gate": "gate_weights.png", "confusion": "confusion.png",
 }
 _SHAPES_PER_CHUNK = 16  # shapes rendered together (16 × 10 views × 224² float32 ≈ 32 MB)
@@ -598,20 +599,6 @@ def _amp_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
 
 
-@contextmanager
-def _deterministic(device: torch.device):
-    """Deterministic kernels on the CPU for the duration of a run (cheap there), restored afterwards."""
-    if device.type != "cpu":
-        yield
-        return
-    prev, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev, warn_only=warn)
-
-
 def _batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     """Split a permutation into batches; a last batch of one shape joins the previous one (BatchNorm
     needs two samples in training mode)."""
@@ -740,16 +727,20 @@ def _stop_checker(should_stop: Callable[[], bool] | Any | None) -> Callable[[], 
     return should_stop
 
 
-def _write_json_atomic(path: Path, obj: Any) -> Path:
-    """Write JSON via a temporary file in the same folder and a rename (never a half-written file)."""
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write text via a temporary file in the same folder and a rename (never a half-written file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")  # plain open: umask permissions
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _write_json_atomic(path: Path, obj: Any) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def _nan_to_none(obj: Any) -> Any:
@@ -772,6 +763,94 @@ def _backbone_info(backbone: ClipBackbone, paths: str) -> dict[str, Any]:
     }
 
 
+def _run_file(run_dir: Path, key: str) -> Path:
+    """``run_dir / RUN_FILES[key]``, refusing a link that leads out of the run folder (it may come from anywhere)."""
+    path = run_dir / RUN_FILES[key]
+    if path.exists() and run_dir.resolve() not in path.resolve().parents:
+        raise CheckpointError(f"{path} points outside its run folder (to {path.resolve()}); refusing to read it")
+    return path
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` of a few-shot run folder, checked (it may come from anywhere).
+
+    Returns:
+        The parsed dict: ``fewshot`` (the :class:`FewShotConfig` fields) and ``gdpa`` dicts,
+        ``classes`` (list of str), ``paths`` ("depth+clip" or "clip+clip"), ``backbone`` (dict,
+        how the run's encoders were loaded; may be empty), ``view_labels``.
+
+    Raises:
+        CheckpointError: no config.json, unreadable or invalid JSON, or fields of the wrong type.
+    """
+    path = _run_file(Path(run_dir), "config")
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a few-shot run folder (no config.json); train one with `clip2point fewshot`")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err}); the run folder is damaged, "
+                              "train the run again") from None
+    problems = []
+    if not isinstance(cfg, dict):
+        problems.append("not a JSON object")
+        cfg = {}
+    for key, kind in (("fewshot", dict), ("gdpa", dict), ("classes", list)):
+        if not isinstance(cfg.get(key), kind):
+            problems.append(f"{key!r} missing or not a {kind.__name__}")
+    if isinstance(cfg.get("classes"), list) and not all(isinstance(c, str) for c in cfg["classes"]):
+        problems.append("'classes' holds non-strings")
+    cfg.setdefault("paths", "clip+clip")
+    if cfg["paths"] not in ("depth+clip", "clip+clip"):
+        problems.append(f"'paths' is {cfg['paths']!r}")
+    cfg.setdefault("backbone", {})
+    if not isinstance(cfg["backbone"], dict):
+        problems.append("'backbone' is not an object")
+    if problems:
+        raise CheckpointError(f"{path} is not a valid few-shot run config ({'; '.join(problems)}); the run folder is "
+                              "damaged, train the run again")
+    return cfg
+
+
+class _HistoryFile:
+    """``history.jsonl``: one JSON line per finished epoch, appended (a checkpoint never rewrites the history)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def restore(self, epochs_done: int, legacy: list[dict] | None = None) -> list[EpochStats]:
+        """The history of epochs 1..``epochs_done`` (the checkpoint's), dropping lines written after it.
+
+        ``legacy``: the history a pre-``history.jsonl`` checkpoint kept in its state (used when given).
+        """
+        if legacy is not None:
+            rows = [dict(h) for h in legacy]
+        elif epochs_done and self.path.is_file():
+            rows = []
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:  # a line cut by a crash: only ever the last one
+                    break
+        else:
+            rows = []
+        by_epoch = {int(r["epoch"]): r for r in rows if isinstance(r, dict) and 0 < int(r.get("epoch", 0)) <= epochs_done}
+        if len(by_epoch) != epochs_done:
+            raise CheckpointError(f"{self.path} holds {len(by_epoch)} of the {epochs_done} epochs the checkpoint has "
+                                  "done; the run folder is damaged, start it again without --resume")
+        history = [EpochStats(**{f.name: by_epoch[e][f.name] for f in fields(EpochStats)}) for e in sorted(by_epoch)]
+        lines = "".join(json.dumps(h.as_dict()) + "\n" for h in history)
+        if not self.path.is_file() or self.path.read_text(encoding="utf-8") != lines:
+            write_text_atomic(self.path, lines)
+        return history
+
+    def append(self, stats: EpochStats) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(json.dumps(stats.as_dict()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def _prepare_run_dir(config: FewShotConfig) -> tuple[Path, bool]:
     """Create the run directory; returns (path, resuming: a run with the same settings is there).
 
@@ -791,7 +870,7 @@ def _prepare_run_dir(config: FewShotConfig) -> tuple[Path, bool]:
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.resume and cfg_path.is_file():
-        old = FewShotConfig.from_dict(json.loads(cfg_path.read_text())["fewshot"])
+        old = FewShotConfig.from_dict(read_run_config(run_dir)["fewshot"])
         changed = [f.name for f in fields(FewShotConfig) if f.name not in FewShotConfig.RESUMABLE_CHANGES
                    and getattr(old, f.name) != getattr(config, f.name)]
         if changed:
@@ -808,7 +887,7 @@ def _prepare_run_dir(config: FewShotConfig) -> tuple[Path, bool]:
 
 def _check_same_backbone(run_dir: Path, backbone: ClipBackbone) -> None:
     """Resuming needs the encoders the run started with (its features and adapter depend on them)."""
-    before = json.loads((run_dir / RUN_FILES["config"]).read_text()).get("backbone", {}).get("describe")
+    before = read_run_config(run_dir)["backbone"].get("describe")
     if before and before != backbone.describe():
         raise CheckpointError(
             f"cannot resume {run_dir}: it was trained with {before!r}, not {backbone.describe()!r}; "
@@ -849,7 +928,7 @@ class _Run:
         self.view_labels = self.encoder.renderer.views.labels()  # type: ignore[union-attr]
         image_size = self.encoder.renderer.raster.image_size
         self.fingerprint = _fingerprint(config, backbone, self.paths, image_size)
-        self.cache_path = self.run_dir / RUN_FILES["features"]
+        self.cache_path = _run_file(self.run_dir, "features") if self.resuming else self.run_dir / RUN_FILES["features"]
         self.cache = (FeatureCache.load(self.cache_path, self.fingerprint) if self.resuming else None) or FeatureCache(
             fingerprint=self.fingerprint)
         if config.resamples > 1 and config.resample_keep >= 1.0:
@@ -866,8 +945,9 @@ class _Run:
         gcfg = GDPAConfig(views=self.encoder.num_views, dim=self.backbone.embed_dim, num_classes=len(self.classes),
                           gate=cfg.gate, dropout=cfg.dropout, gate_hidden=cfg.gate_hidden)
         text = self.backbone.text_features(self.classes, cfg.template)
-        torch.manual_seed(_torch_seed(cfg.seed, _STREAM_INIT))
-        return GatedDualPathAdapter(gcfg, text, self.backbone.logit_scale).to(self.device)
+        with private_rng(torch.Generator().manual_seed(_torch_seed(cfg.seed, _STREAM_INIT))):  # global RNG untouched
+            model = GatedDualPathAdapter(gcfg, text, self.backbone.logit_scale)
+        return model.to(self.device)
 
     # -- features ----------------------------------------------------------------------------
     def _encode(self, split: str, dataset, indices: np.ndarray, resamples: int = 1, stream=(_STREAM_RESAMPLE,)):
@@ -939,13 +1019,14 @@ class _Run:
         model = self.build_model()
         trainer = _Trainer(model, cfg, self.device)
         state: dict[str, Any] = {"epoch": 0, "best_epoch": 0, "best_val_acc": -1.0, "best_val_loss": math.inf,
-                                 "history": [], "online_passes": {}}
-        if self.resuming and (self.run_dir / RUN_FILES["last"]).is_file():
+                                 "online_passes": {}}
+        if self.resuming and _run_file(self.run_dir, "last").is_file():
             state = trainer.load(self.run_dir / RUN_FILES["last"])
             self.online_passes = dict(state.get("online_passes", {}))
             log.info("resuming %s after epoch %d (best epoch %d)", self.run_dir, state["epoch"], state["best_epoch"])
         self.write_config(model)
-        history = [EpochStats(**h) for h in state["history"]]
+        history_file = _HistoryFile(_run_file(self.run_dir, "history"))
+        history = history_file.restore(state["epoch"], state.pop("history", None))
         status, train, val = "completed", None, None
         if cfg.mode == "cached":
             train = self.cached("train", self.train_ds, self.splits.shots, cfg.resamples)
@@ -960,8 +1041,9 @@ class _Run:
                 break
             epoch = stats.epoch
             history.append(stats)
+            history_file.append(stats)  # before the checkpoint: a crash in between leaves a line that resume drops
             self.update_best(trainer, state, stats)
-            state.update(epoch=epoch, history=[h.as_dict() for h in history], online_passes=self.online_passes)
+            state.update(epoch=epoch, online_passes=self.online_passes)
             trainer.save(self.run_dir / RUN_FILES["last"], state)
             self.progress(Progress("epoch", epoch, cfg.epochs, stats=stats, best_val_acc=state["best_val_acc"]))
             if self.stop():
@@ -979,7 +1061,8 @@ class _Run:
                   val: SplitFeatures | None) -> EpochStats | None:
         """Train one epoch (seeded by (seed, epoch)) and validate; None when stopped."""
         cfg, t_epoch = self.config, time.perf_counter()
-        torch.manual_seed(_torch_seed(cfg.seed, _STREAM_EPOCH, epoch))  # dropout of this epoch
+        dropout = torch.Generator(device=self.device).manual_seed(_torch_seed(cfg.seed, _STREAM_EPOCH, epoch))
+        trainer.model.set_dropout_generator(dropout)  # this epoch's dropout masks; the global RNG is never reseeded
         gen = torch.Generator().manual_seed(_torch_seed(cfg.seed, _STREAM_EPOCH, epoch, 1))
         if cfg.mode == "online":
             fresh = self.online_features(epoch)
@@ -1118,14 +1201,14 @@ def run_fewshot(
         Clip2PointError: invalid settings; DatasetError: data missing or too small; CheckpointError:
             an unusable run directory to resume.
 
-    Reproducibility: every random choice derives from ``(config.seed, epoch)``; the global torch
-    RNG is forked (the caller's state is untouched) and deterministic kernels are requested on the
-    CPU. Training uses autocast (bfloat16, else float16 with loss scaling) on CUDA.
+    Reproducibility: every random choice derives from ``(config.seed, epoch)`` through private
+    generators (initialisation, dropout masks, shuffling, re-samples): nothing process-global is
+    changed, so runs may train in background threads beside other work. Bitwise-repeatable runs
+    on the CPU also want ``torch.use_deterministic_algorithms(True)``, which the ``clip2point
+    fewshot`` command sets for its own process (a library never flips it). Training uses autocast
+    (bfloat16, else float16 with loss scaling) on CUDA.
     """
-    run = _Run(config, backbone, progress, should_stop)
-    devices = [run.device] if run.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), _deterministic(run.device):
-        return run.execute()
+    return _Run(config, backbone, progress, should_stop).execute()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1225,27 +1308,25 @@ def load_adapter(run_dir: str | os.PathLike, backbone: ClipBackbone, device: str
         CheckpointError: missing or unreadable files, or a backbone that does not fit the adapter.
     """
     run = Path(run_dir)
-    cfg_path, ad_path = run / RUN_FILES["config"], run / RUN_FILES["adapter"]
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{run} is not a few-shot run directory (no config.json); train one with `clip2point fewshot`")
+    run_cfg = read_run_config(run)
+    ad_path = _run_file(run, "adapter")
     if not ad_path.is_file():
         raise CheckpointError(f"{run} has no adapter.safetensors yet (no epoch finished); resume the run with --resume")
     try:
-        run_cfg = json.loads(cfg_path.read_text())
         fcfg, gcfg = FewShotConfig.from_dict(run_cfg["fewshot"]), GDPAConfig.from_dict(run_cfg["gdpa"])
     except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{cfg_path} is unreadable ({err}); the run directory is damaged") from None
+        raise CheckpointError(f"{run / RUN_FILES['config']} is unreadable ({err}); the run directory is damaged") from None
     if backbone.embed_dim != gcfg.dim:
         raise CheckpointError(
-            f"{run}: the adapter expects {gcfg.dim}-d features ({run_cfg.get('backbone', {}).get('model_name')}), "
+            f"{run}: the adapter expects {gcfg.dim}-d features ({run_cfg['backbone'].get('model_name')}), "
             f"this backbone ({backbone.model_name}) gives {backbone.embed_dim}; pass --model/--weights of the run"
         )
     if device is not None and backbone.device != torch.device(device):
         backbone.to(device)
-    paths = run_cfg.get("paths", "clip+clip")
+    paths = run_cfg["paths"]
     if paths == "clip+clip" and backbone.depth_encoder is not None:
         log.warning("the adapter was trained without a depth encoder; using CLIP for both paths")
-    trained_with = run_cfg.get("backbone", {}).get("describe")
+    trained_with = run_cfg["backbone"].get("describe")
     if trained_with and trained_with != backbone.describe():
         log.warning("adapter trained with backbone %r, now running with %r: scores may not be meaningful",
                     trained_with, backbone.describe())
@@ -1253,9 +1334,15 @@ def load_adapter(run_dir: str | os.PathLike, backbone: ClipBackbone, device: str
     sd, _ = load_state_dict_file(ad_path)
     if "text_features" not in sd:
         raise CheckpointError(f"{ad_path} holds no GDPA adapter (no text_features); the file is damaged")
+    if gcfg.views != encoder.num_views or len(run_cfg["classes"]) != gcfg.num_classes:
+        raise CheckpointError(f"{run / RUN_FILES['config']}: {gcfg.views} views and {gcfg.num_classes} classes in 'gdpa' "
+                              f"do not fit the run's {encoder.num_views} views and {len(run_cfg['classes'])} classes")
+    with torch.device("meta"):  # the config's sizes are checked against the file before anything is allocated
+        expected = GatedDualPathAdapter(gcfg, torch.empty(gcfg.num_classes, gcfg.dim)).state_dict()
+    wrong = [k for k in expected if k not in sd or tuple(sd[k].shape) != tuple(expected[k].shape)]
+    if wrong or set(sd) - set(expected):
+        raise CheckpointError(f"{ad_path} does not fit its config.json (keys/shapes differ: "
+                              f"{', '.join((wrong or sorted(set(sd) - set(expected)))[:3])}); the run folder is damaged")
     adapter = GatedDualPathAdapter(gcfg, sd["text_features"])
-    try:
-        adapter.load_state_dict(sd)
-    except RuntimeError as err:
-        raise CheckpointError(f"{ad_path} does not fit its config.json ({str(err).splitlines()[0][:200]})") from None
-    return FewShotClassifier(adapter.to(backbone.device), encoder, run_cfg.get("classes", []), run_cfg)
+    adapter.load_state_dict(sd)
+    return FewShotClassifier(adapter.to(backbone.device), encoder, run_cfg["classes"], run_cfg)

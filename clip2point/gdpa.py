@@ -62,7 +62,7 @@ from torch.nn import functional as F
 
 from .errors import Clip2PointError
 
-__all__ = ["GDPAConfig", "GDPAOutput", "GlobalViewAggregator", "ViewGate", "GatedDualPathAdapter", "GATES"]
+__all__ = ["GDPAConfig", "GDPAOutput", "GlobalViewAggregator", "ViewGate", "GatedDualPathAdapter", "SeededDropout", "GATES"]
 
 #: Gate modes: "view" (per-view, input-dependent gate, this project's GDPA) or "none" (released DPA).
 GATES = ("view", "none")
@@ -132,6 +132,25 @@ class GDPAOutput:
     shape_gate: torch.Tensor
 
 
+class SeededDropout(nn.Dropout):
+    """``nn.Dropout`` whose masks come from :attr:`generator` when one is set.
+
+    Same semantics as ``nn.Dropout`` (zero each element with probability p, scale the rest by
+    1/(1−p), identity in eval mode). With ``generator`` None it *is* ``nn.Dropout`` (torch's
+    global RNG); a trainer that wants reproducible runs without reseeding the process-wide RNG
+    sets a private ``torch.Generator`` (on the input's device) through
+    :meth:`GatedDualPathAdapter.set_dropout_generator`.
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or self.generator is None:
+            return super().forward(x)
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
 class GlobalViewAggregator(nn.Module):
     """One path's global-view aggregator, as in CLIP2Point's released ``SimplifiedAdapter``.
 
@@ -145,12 +164,12 @@ class GlobalViewAggregator(nn.Module):
         self.view_weights = nn.Parameter(torch.full((self.views,), float(weight_init)))
         self.view_norm = nn.BatchNorm1d(self.dim)
         self.mlp = nn.Sequential(
-            nn.Dropout(dropout),
+            SeededDropout(dropout),
             nn.Flatten(),
             nn.Linear(self.views * self.dim, self.dim),
             nn.BatchNorm1d(self.dim),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            SeededDropout(dropout),
             nn.Linear(self.dim, self.dim),
         )
 
@@ -217,6 +236,13 @@ class GatedDualPathAdapter(nn.Module):
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.log_logit_scale.exp()
+
+    def set_dropout_generator(self, generator: torch.Generator | None) -> None:
+        """Draw the aggregators' dropout masks from ``generator`` (on the features' device), or
+        from torch's global RNG with None. A trainer sets a fresh seeded generator per epoch."""
+        for m in self.modules():
+            if isinstance(m, SeededDropout):
+                m.generator = generator
 
     def _check(self, f_a: torch.Tensor, f_b: torch.Tensor) -> None:
         want = (self.config.views, self.config.dim)

@@ -10,22 +10,22 @@ import numpy as np
 __all__ = ["save_view_grid", "save_confusion_matrix", "save_training_curves", "save_gate_weights"]
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(*args, **kwargs):
+    """``(figure, axes)`` like ``pyplot.subplots``, but a bare ``matplotlib.figure.Figure``: no pyplot,
+    no global figure manager and no ``matplotlib.use`` (the process's backend stays as it was);
+    ``Figure.savefig`` renders with Agg."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def save_view_grid(images: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Save (V, H, W) grey images in [0, 1] as one labelled grid PNG."""
-    plt = _pyplot()
     v = len(images)
     cols = min(v, 5)
     rows = (v + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < v:
@@ -35,18 +35,16 @@ def save_view_grid(images: np.ndarray, labels: Sequence[str], path: str | Path, 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
 def save_confusion_matrix(confusion: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Save a row-normalised confusion matrix (rows = true class) with counts as a PNG."""
-    plt = _pyplot()
     c = len(classes)
     totals = confusion.sum(axis=1, keepdims=True)
     norm = np.divide(confusion, totals, out=np.zeros_like(confusion, dtype=float), where=totals > 0)
     size = max(5.0, 0.45 * c + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = _subplots(figsize=(size + 1, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(c), classes, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(c), classes, fontsize=8)
@@ -62,7 +60,6 @@ def save_confusion_matrix(confusion: np.ndarray, classes: Sequence[str], path: s
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -73,13 +70,12 @@ def save_training_curves(history: Sequence[dict], path: str | Path, title: str =
         history: one dict per epoch with keys ``epoch``, ``train_loss``, ``train_acc`` and
             optionally ``val_loss``, ``val_acc`` (accuracies in [0, 1]; NaN/None are skipped).
     """
-    plt = _pyplot()
 
     def series(key: str) -> tuple[list[int], list[float]]:
         pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None and h[key] == h[key]]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(10, 3.8))
     for ax, keys, ylabel in ((ax_loss, ("train_loss", "val_loss"), "cross-entropy"),
                              (ax_acc, ("train_acc", "val_acc"), "accuracy")):
         for key in keys:
@@ -94,7 +90,6 @@ def save_training_curves(history: Sequence[dict], path: str | Path, title: str =
     fig.suptitle(title or "few-shot training", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -114,9 +109,8 @@ def save_gate_weights(
         importance: optional V per-view importances (sum 1), drawn as a line on a second axis.
         path_names: names of path A and path B for the axis label.
     """
-    plt = _pyplot()
     v = len(gate)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * v + 2), 4.2))
+    fig, ax = _subplots(figsize=(max(6.0, 0.75 * v + 2), 4.2))
     ax.bar(range(v), gate, color="tab:blue", label=f"gate: share from {path_names[0]}")
     ax.axhline(0.5, color="grey", lw=1, ls="--", label="0.5 (released DPA average)")
     ax.set_xticks(range(v), labels, rotation=45, ha="right", fontsize=8)
@@ -134,5 +128,4 @@ def save_gate_weights(
     ax.set_title(title or "GDPA gate per view", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

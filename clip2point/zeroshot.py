@@ -16,7 +16,7 @@ from .classes import parse_classes
 from .errors import Clip2PointError
 from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
 
-__all__ = ["ZeroShotClassifier", "ZeroShotResult"]
+__all__ = ["ZeroShotClassifier", "ZeroShotResult", "score_views"]
 
 
 @dataclass
@@ -72,6 +72,49 @@ class ZeroShotResult:
             **self._summary(index),
             "view_logits": [[round(float(x), 5) for x in row] for row in self.view_logits[index].tolist()],
         }
+
+
+def score_views(
+    view_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: float,
+    classes: Sequence[str],
+    view_labels: Sequence[str] = (),
+    depth: torch.Tensor | None = None,
+) -> ZeroShotResult:
+    """Zero-shot scores from encoded views: a pure function (no model, no state, thread-safe).
+
+    CLIP2Point's released protocol (§4.2): per-view logits ``logit_scale · f_v · t_c`` of
+    L2-normalised view and text features, summed over the views (equal weights, no post-search).
+
+    Args:
+        view_features: (B, V, D) or (V, D) float, L2-normalised features of each shape's views.
+        text_features: (C, D) float, L2-normalised features of the class prompts.
+        logit_scale: CLIP's temperature ``exp(logit_scale)`` (100 for OpenAI's weights).
+        classes: the C class names, in ``text_features`` order.
+        view_labels: V labels ("elev 0°, azim 90°"), kept in the result.
+        depth: optional (B, V, H, W) depth images to attach to the result.
+
+    Returns:
+        A :class:`ZeroShotResult` on the CPU: ``view_logits`` (B, V, C), ``logits`` (B, C) their
+        sum, ``probs`` = softmax(logits / V) (B, C).
+
+    Raises:
+        Clip2PointError: mismatched shapes.
+    """
+    feats = view_features if view_features.dim() == 3 else view_features.unsqueeze(0)
+    if feats.dim() != 3 or text_features.dim() != 2 or feats.shape[-1] != text_features.shape[-1]:
+        raise Clip2PointError(
+            f"view features {tuple(view_features.shape)} and text features {tuple(text_features.shape)} do not fit: "
+            "expected (B, V, D) or (V, D) and (C, D)"
+        )
+    if len(classes) != text_features.shape[0]:
+        raise Clip2PointError(f"{len(classes)} class names for {text_features.shape[0]} text features")
+    view_logits = float(logit_scale) * feats.float() @ text_features.to(feats.device, torch.float32).T
+    logits = view_logits.sum(dim=1)
+    probs = torch.softmax(logits / view_logits.shape[1], dim=-1)
+    return ZeroShotResult(list(classes), view_logits.cpu(), logits.cpu(), probs.cpu(),
+                          None if depth is None else depth.cpu(), list(view_labels))
 
 
 class ZeroShotClassifier:
@@ -135,11 +178,9 @@ class ZeroShotClassifier:
         return self.backbone.encode_images(clip_normalize(depth), self._encoder_name(), self.batch_size)
 
     def scores(self, view_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(view_logits (B,V,C), logits (B,C), probs (B,C)) from view features (B, V, D)."""
-        view_logits = self.backbone.logit_scale * view_features @ self.text_features.T
-        logits = view_logits.sum(dim=1)
-        probs = torch.softmax(logits / view_logits.shape[1], dim=-1)
-        return view_logits.cpu(), logits.cpu(), probs.cpu()
+        """(view_logits (B,V,C), logits (B,C), probs (B,C)) from view features (B, V, D); see :func:`score_views`."""
+        res = score_views(view_features, self.text_features, self.backbone.logit_scale, self.classes)
+        return res.view_logits, res.logits, res.probs
 
     def predict(self, points, keep_depth: bool = True) -> ZeroShotResult:
         """Score (N, 3) or (B, N, 3) point clouds (y-up; any units) against the classes.
@@ -148,7 +189,5 @@ class ZeroShotClassifier:
             Clip2PointError: empty, NaN/inf or degenerate points (see ``render_depth``).
         """
         depth = self.render(points)
-        view_logits, logits, probs = self.scores(self.view_features(depth))
-        return ZeroShotResult(
-            self.classes, view_logits, logits, probs, depth.cpu() if keep_depth else None, self.views.labels()
-        )
+        return score_views(self.view_features(depth), self.text_features, self.backbone.logit_scale, self.classes,
+                           self.views.labels(), depth if keep_depth else None)

@@ -209,6 +209,64 @@ def test_resume_equals_uninterrupted(tiny_backbone, tmp_path):
 
 
 @needs_data
+def test_history_is_appended_and_resume_drops_lines_written_after_the_checkpoint(tiny_backbone, tmp_path):
+    stop, progress = stop_after(2)
+    run_fewshot(config(tmp_path, epochs=4), tiny_backbone, progress=progress, should_stop=stop)
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "last.safetensors"), "pt") as f:  # a checkpoint no longer carries the history
+        assert "history" not in json.loads(f.metadata()["state"])
+    # a crash after epoch 3's history line but before its checkpoint, and a half-written line
+    with open(tmp_path / "history.jsonl", "a") as f:
+        f.write(json.dumps({**json.loads(lines[-1]), "epoch": 3}) + "\n" + '{"epoch": 4, "train_lo')
+    resumed = run_fewshot(config(tmp_path, epochs=4, resume=True), tiny_backbone)
+    assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2, 3, 4]
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "history.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert resumed.metrics["history"][:2] == [json.loads(x) for x in lines]
+
+
+@needs_data
+def test_a_run_changes_no_process_global_torch_state(tiny_backbone, tmp_path):
+    import logging
+
+    torch.manual_seed(1234)
+    before = (torch.get_rng_state(), torch.are_deterministic_algorithms_enabled(), logging.getLogger().level)
+    a = run_fewshot(config(tmp_path / "a", epochs=2), tiny_backbone)
+    assert torch.equal(torch.get_rng_state(), before[0]), "the global RNG was used or reseeded"
+    assert (torch.are_deterministic_algorithms_enabled(), logging.getLogger().level) == before[1:]
+    torch.manual_seed(99)  # another global RNG state: the run does not depend on it
+    b = run_fewshot(config(tmp_path / "b", epochs=2), tiny_backbone)
+    wa, wb = _tensors(tmp_path / "a" / "adapter.safetensors"), _tensors(tmp_path / "b" / "adapter.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and a.test_accuracy == b.test_accuracy
+
+
+@needs_data
+def test_a_tampered_run_folder_is_refused_before_anything_is_allocated(trained, tiny_backbone, tmp_path):
+    import shutil
+
+    run = shutil.copytree(trained[0].run_dir, tmp_path / "run")
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text('{"fewshot": {"shots": 8')
+    with pytest.raises(CheckpointError, match="config.json cannot be read"):
+        load_adapter(run, tiny_backbone)
+    for key, value in (("gate_hidden", 10**9), ("views", 10**6), ("dim", 64 * 10**6)):
+        (run / "config.json").write_text(json.dumps({**cfg, "gdpa": {**cfg["gdpa"], key: value}}))
+        with pytest.raises(CheckpointError):  # a (1e9 × 128) gate layer would need 0.5 TB
+            load_adapter(run, tiny_backbone)
+    (run / "config.json").write_text(json.dumps({**cfg, "classes": "chair"}))
+    with pytest.raises(CheckpointError, match="'classes'"):
+        load_adapter(run, tiny_backbone)
+    (run / "config.json").write_text(json.dumps(cfg))
+    outside = tmp_path / "elsewhere.safetensors"
+    (run / "adapter.safetensors").rename(outside)
+    (run / "adapter.safetensors").symlink_to(outside)
+    with pytest.raises(CheckpointError, match="outside its run folder"):
+        load_adapter(run, tiny_backbone)
+
+
+@needs_data
 def test_cancel_keeps_best_checkpoint_and_writes_metrics(tiny_backbone, tmp_path):
     done = []
     result = run_fewshot(config(tmp_path, epochs=20, plots=True), tiny_backbone,
@@ -251,7 +309,7 @@ def test_depth_and_clip_paths_with_resamples(tmp_path):
     bb = load_backbone("tiny-ViT-test", weights="random")
     visual = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in bb.model.visual.state_dict().items()}
     save_file({k: v.contiguous() for k, v in visual.items()}, tmp_path / "depth.safetensors")
-    bb.set_depth_encoder(tmp_path / "depth.safetensors")
+    bb = bb.with_depth_encoder(tmp_path / "depth.safetensors")
     result = run_fewshot(config(tmp_path / "run", shots=1, epochs=2, resamples=2), bb)
     m = result.metrics
     assert m["paths"] == "depth+clip" and m["status"] == "completed"
