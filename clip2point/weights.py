@@ -22,8 +22,9 @@ Reading (:func:`load_state_dict_file`) never runs code from a file:
   elements) are refused.
 
 Writing is atomic (:func:`save_state_dict_atomic`, :func:`write_json_atomic`): a temporary
-``.<name>.<pid>.<random>.tmp`` in the target's folder (created with ``O_EXCL``, normal umask
-permissions), flushed to disk, then renamed over the target. A crash never leaves a half-written
+``.<name>.<pid>.<random>.tmp`` in the target's folder (a file created with ``O_EXCL``, or for
+safetensors a folder that safetensors writes into), flushed to disk, then renamed over the target,
+with the usual permissions (0666 minus the umask; the process umask is never changed). A crash never leaves a half-written
 file at the target; temporary files of processes that no longer run (``kill -9``) or older than a
 day are removed the next time that target is written. Write failures (disk full, permissions)
 raise one clear error and leave no temporary file.
@@ -42,6 +43,8 @@ import os
 import pickle
 import re
 import secrets
+import shutil
+import stat
 import time
 import zipfile
 from dataclasses import dataclass
@@ -183,8 +186,8 @@ def describe_os_error(err: OSError, path: str | os.PathLike | None = None, actio
 
 
 def _safetensors_errno(err: Exception) -> int | None:
-    """The OS error number inside a safetensors write error (``IoError(Os { code: 28, ... })``)."""
-    m = re.search(r"\bcode:\s*(\d+)", str(err))
+    """The OS error number inside a safetensors write error (``I/O error: ... (os error 28)`` or ``IoError(Os { code: 28, ... })``)."""
+    m = re.search(r"(?:\bcode:\s*|\bos error\s*)(\d+)", str(err))
     return int(m.group(1)) if m else None
 
 
@@ -252,11 +255,9 @@ def _check_readable(p: Path) -> int:
         raise CheckpointError(f"{p}: checkpoint file not found; check the path (see `clip2point info` for where weights are looked for)") from None
     except OSError as e:
         raise CheckpointError(describe_os_error(e, p, "read the checkpoint")) from None
-    import stat as _stat
-
-    if _stat.S_ISDIR(st.st_mode):
+    if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(f"{p}: is a folder, not a checkpoint file; pass the file inside it")
-    if not _stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode):
         raise CheckpointError(f"{p}: not a regular file (a device, pipe or socket); pass a checkpoint file")
     if st.st_size == 0:
         raise CheckpointError(f"{p}: the file is empty; download or export it again")
@@ -680,7 +681,8 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temp_files(target: str | os.PathLike, max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
     """Remove ``.<name>.<pid>.<random>.tmp`` siblings of ``target`` left by crashed writers.
 
-    A temporary file is stale when its process id no longer runs (a ``kill -9`` mid-write) or when
+    They are files (JSON/text writes) or folders (a safetensors write happens inside one, since
+    safetensors itself writes through its own temporary file). A temporary file is stale when its process id no longer runs (a ``kill -9`` mid-write) or when
     it is older than ``max_age_s`` (the id may have been reused). Temporary files of this process
     younger than that are kept (another thread may be writing the same target).
 
@@ -702,11 +704,15 @@ def remove_stale_temp_files(target: str | os.PathLike, max_age_s: float = STALE_
         pid = int(m.group("pid"))
         try:
             age = now - e.stat(follow_symlinks=False).st_mtime
+            is_dir = e.is_dir(follow_symlinks=False)
         except OSError:
             continue
         if age > max_age_s or (pid != me and not _pid_alive(pid)):
             try:
-                os.unlink(e.path)
+                if is_dir:
+                    shutil.rmtree(e.path)
+                else:
+                    os.unlink(e.path)
                 removed.append(Path(e.path))
                 log.info("removed %s, a temporary file left by an interrupted write", e.path)
             except OSError:
@@ -724,13 +730,30 @@ def _prepare_target(p: Path) -> None:
     remove_stale_temp_files(p)
 
 
+def _temp_name(p: Path) -> Path:
+    return p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
 def _create_temp(p: Path) -> tuple[int, Path]:
     """A new ``.<name>.<pid>.<random>.tmp`` next to ``p`` (``O_EXCL``; permissions 0666 minus the umask)."""
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
     while True:
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        tmp = _temp_name(p)
         try:
             return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise CheckpointError(describe_os_error(e, p, "write it")) from None
+
+
+def _create_temp_dir(p: Path) -> Path:
+    """A new folder ``.<name>.<pid>.<random>.tmp`` next to ``p`` (mode 0777 minus the umask)."""
+    while True:
+        tmp = _temp_name(p)
+        try:
+            os.mkdir(tmp, 0o777)
+            return tmp
         except FileExistsError:
             continue
         except OSError as e:
@@ -769,18 +792,23 @@ def save_state_dict_atomic(
 
     p = Path(path)
     _prepare_target(p)
-    fd, tmp = _create_temp(p)
-    os.close(fd)
+    # safetensors writes through its own temporary file (mode 0600) and renames it; it does so inside a
+    # folder of ours, so a crash leaves only `.<name>.<pid>.<random>.tmp/`, which the next write removes.
+    tmp_dir = _create_temp_dir(p)
     try:
+        mode = stat.S_IMODE(os.stat(tmp_dir).st_mode) & 0o666  # 0666 minus the umask, read without changing it
+        inner = tmp_dir / p.name
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-        _fsync(tmp)
-        os.replace(tmp, p)
+        save_file(tensors, str(inner), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.chmod(inner, mode)
+        _fsync(inner)
+        os.replace(inner, p)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
         if isinstance(e, OSError) or type(e).__name__ == "SafetensorError":
             raise CheckpointError(_write_error(p, e)) from None
         raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return p
 
 

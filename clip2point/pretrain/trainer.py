@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "PretrainConfig", "DistEnv", "PretrainModel", "TrainSummary", "init_distributed", "make_optimizer",
-    "make_scheduler", "train_step", "train", "save_checkpoint", "load_checkpoint", "export_depth_encoder",
+    "make_scheduler", "train_step", "train", "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_state",
+    "export_depth_encoder",
     "validation_subset", "CHECKPOINT_FORMAT", "DEPTH_ENCODER_FORMAT",
 ]
 
@@ -440,11 +441,11 @@ def _read_json(path: Path, what: str) -> Any:
 _CHECKPOINT_FIELDS = {"step": int, "tensors": str, "optimizer": dict, "scheduler": dict, "rng": dict}
 
 
-def read_checkpoint(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(JSON state, tensors) of a checkpoint written by :func:`save_checkpoint`.
+def checkpoint_state(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+    """(JSON state, tensor file) of a checkpoint, checked without reading the tensors.
 
     The tensor file named by the JSON's ``"tensors"`` must lie in the JSON's folder (see
-    :func:`clip2point.weights.resolve_inside`) and is read with the safe loader.
+    :func:`clip2point.weights.resolve_inside`).
 
     Raises:
         CheckpointError: missing, unreadable, malformed, not a clip2point pre-training checkpoint,
@@ -461,7 +462,20 @@ def read_checkpoint(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], dict[
                               "resume from another checkpoint or start again")
     if not isinstance(meta.get("best", {}), dict) or not isinstance(meta.get("config", {}), dict):
         raise CheckpointError(f"{path}: malformed checkpoint ('best' or 'config' is not an object)")
-    tensors, _ = load_state_dict_file(resolve_inside(path.parent, meta["tensors"], "checkpoint tensor file"))
+    return meta, resolve_inside(path.parent, meta["tensors"], "checkpoint tensor file")
+
+
+def read_checkpoint(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(JSON state, tensors) of a checkpoint written by :func:`save_checkpoint`.
+
+    The tensor file must lie in the JSON's folder (see :func:`checkpoint_state`) and is read with
+    the safe loader (:func:`clip2point.weights.load_state_dict_file`).
+
+    Raises:
+        CheckpointError: see :func:`checkpoint_state`; an unreadable or unsafe tensor file.
+    """
+    meta, tensor_file = checkpoint_state(ckpt_json)
+    tensors, _ = load_state_dict_file(tensor_file)
     return meta, tensors
 
 
@@ -708,6 +722,7 @@ def _check_run_dir(cfg: PretrainConfig) -> Path | None:
     if cfg.resume:
         if not last.is_file():
             raise Clip2PointError(f"--resume: {cfg.run_dir} has no checkpoint (checkpoints/last.json); drop --resume to start")
+        checkpoint_state(last)  # a damaged or tampered checkpoint fails now, before the model and pairs load
         return last
     if last.is_file():
         raise Clip2PointError(f"{cfg.run_dir} already holds a run (checkpoints/last.json); pass --resume to continue it "
