@@ -747,6 +747,10 @@ def _read_text(path: Path, limit: int, skip_first: int = 0, max_columns: int = _
             fh.readline()
         found = _first_data_line(fh)
         if found is None:
+            fh.seek(0)
+            if b"\0" in fh.read(4096):
+                raise _fail(path, f"is binary data, not a {path.suffix.lower()} text table; check that the file's "
+                                  "format matches its extension")
             return np.zeros((0, 3)), 3
         skip, delimiter, columns = found
         fh.seek(0)
@@ -1414,7 +1418,7 @@ def _check_ply_header(path: Path, raw: bytes, limit: int, face_limit: int) -> No
         raise _fail(path, "is not a PLY file (no 'ply' signature or no end_header); re-export it")
     data_start = raw.find(b"\n", end) + 1 or len(raw)
     lines = raw[:end].decode("ascii", errors="replace").splitlines()
-    fmt, elements = "", []
+    fmt, elements, lists = "", [], False
     sizes = {"char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
              "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
     for line in lines:
@@ -1434,23 +1438,30 @@ def _check_ply_header(path: Path, raw: bytes, limit: int, face_limit: int) -> No
         elif parts[0] == "property" and elements:
             if len(parts) >= 5 and parts[1] == "list":
                 elements[-1][2] += sizes.get(parts[2], 1)  # at least the list length per element
+                lists = True
             elif len(parts) >= 3:
                 elements[-1][2] += sizes.get(parts[1], 1)
     counts = {name: count for name, count, _ in elements}
     _too_many(path, counts.get("vertex", 0), limit, "vertices")
     _too_many(path, counts.get("face", 0), face_limit, "faces", "MAX_FACES_PER_POINT × max_points")
     have = len(raw) - data_start
+    described = " and ".join(f"{count:,} {name} elements" for name, count, _ in elements) or "no elements"
     if fmt.startswith("binary"):
         need = sum(count * row for _, count, row in elements)
         if need > have:
-            described = " and ".join(f"{count:,} {name} elements" for name, count, _ in elements)
             raise _truncated(path, described, need, have)
+        if not lists and have > need + 2:  # fixed-size rows: the size is exact (a trailing newline aside)
+            raise _fail(path, f"its header declares {described} ({need:,} bytes) but {have:,} bytes follow; "
+                              "the header's counts are wrong; re-export it")
     elif fmt == "ascii":
         items = sum(count for _, count, _ in elements)
-        rows = raw.count(b"\n", data_start) + (0 if raw.endswith(b"\n") else 1)
-        if rows < items:
-            raise _fail(path, f"its header declares {items:,} elements but only {rows:,} lines follow; "
-                              "the file is truncated or corrupt; re-export it")
+        body = raw[data_start:].rstrip()
+        rows = body.count(b"\n") + 1 if body else 0
+        if rows != items:
+            raise _fail(path, f"its header declares {described} ({items:,} lines) but {rows:,} lines follow; "
+                              "the file is truncated or its counts are wrong; re-export it")
+    else:
+        raise _fail(path, f"has an unknown PLY format {fmt!r}; expected ascii or binary_little/big_endian")
 
 
 def _text_count_lines(raw: bytes) -> list[bytes]:
@@ -1482,6 +1493,8 @@ def _check_obj(path: Path, raw: bytes, limit: int, face_limit: int) -> None:
     text = b"\n" + raw
     vertices = text.count(b"\nv ") + text.count(b"\nv\t")
     faces = text.count(b"\nf ") + text.count(b"\nf\t")
+    if vertices == 0:
+        raise _fail(path, "has no vertex lines ('v x y z'), so it is not an OBJ mesh; check the file's format")
     _too_many(path, vertices, limit, "vertices")
     _too_many(path, faces, face_limit, "faces", "MAX_FACES_PER_POINT × max_points")
 
@@ -1497,7 +1510,9 @@ def _check_stl(path: Path, raw: bytes, limit: int, face_limit: int) -> None:
         return
     if len(raw) < 84:
         raise _fail(path, f"is not an STL file ({len(raw)} bytes, no 'solid' keyword); re-export it")
-    raise _truncated(path, f"{triangles:,} binary STL triangles", 84 + 50 * triangles, len(raw))
+    raise _fail(path, f"is not a valid STL file: as binary STL its {triangles:,} triangles need "
+                      f"{84 + 50 * triangles:,} bytes but the file has {len(raw):,}, and it is not ASCII STL "
+                      "(no 'solid' keyword); the file is truncated or not an STL file; re-export it")
 
 
 def _gltf_json(path: Path, raw: bytes) -> dict:
@@ -1525,6 +1540,13 @@ def _gltf_json(path: Path, raw: bytes) -> dict:
 
 def _check_gltf(path: Path, raw: bytes, limit: int, face_limit: int) -> None:
     """Refuse glTF/GLB files that reference other files, and accessor counts beyond the limits."""
+    binary = raw[:4] == b"glTF"
+    if binary and path.suffix.lower() == ".gltf":
+        raise _fail(path, "is a binary glTF file; rename it to .glb")
+    if not binary and path.suffix.lower() == ".glb":
+        if raw.lstrip()[:1] == b"{":
+            raise _fail(path, "is a text (JSON) glTF file, not a binary .glb; rename it to .gltf")
+        raise _fail(path, "is not a binary glTF file (no glTF signature); check the file's format")
     doc = _gltf_json(path, raw)
     for kind in ("buffers", "images"):
         for item in doc.get(kind) or []:
