@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import random
 import threading
@@ -183,8 +184,11 @@ class _QuietRefusal:
 
     def preprocess(self, payload: Any) -> Any:  # noqa: D102 - gradio's, with clearer refusals
         try:
+            bounded = getattr(self, "minimum", None) is not None or getattr(self, "maximum", None) is not None
+            if bounded and isinstance(payload, float) and not math.isfinite(payload):
+                raise ValueError("not a finite number")  # gradio's range check lets NaN through
             return super().preprocess(payload)  # type: ignore[misc]
-        except Exception as err:  # noqa: BLE001 - gr.Error or a TypeError from comparing a bad payload
+        except Exception:  # noqa: BLE001 - gr.Error or a TypeError from comparing a bad payload
             label = getattr(self, "label", None) or type(self).__name__.lower()
             shown = repr(payload) if len(repr(payload)) <= 40 else repr(payload)[:40] + "…"
             lo, hi = getattr(self, "minimum", None), getattr(self, "maximum", None)
