@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -292,6 +293,35 @@ def test_h5_split_missing_and_wrong_class_count(tmp_path):
     (tmp_path / "broken_test.h5").write_bytes(b"not hdf5")
     with pytest.raises(DatasetError, match="cannot read .*broken_test.h5"):
         open_dataset("modelnet10", tmp_path, "test")
+
+
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("bad_json", "class_names is not valid JSON"),
+        ("unwritten", "only 0 of its .* chunks are written"),
+        ("strings", "holds text, not numbers"),
+        ("label_count", "3 labels for 2 shapes"),
+        ("nan", "NaN/inf"),
+    ],
+)
+def test_h5_dataset_files_that_lie_are_refused(tmp_path, case, match):
+    with h5py.File(tmp_path / "scan_test.h5", "w") as h:
+        h.attrs["class_names"] = "[not json" if case == "bad_json" else json.dumps(datasets.MODELNET10)
+        h.attrs["up"] = "y"
+        if case == "unwritten":
+            h.create_dataset("data", shape=(10**8, 1024, 3), dtype="f4", chunks=(1, 1024, 3))
+        elif case == "strings":
+            h["data"] = np.array([[[b"a", b"b", b"c"]]])
+        else:
+            data = np.random.default_rng(0).random((2, 8, 3)).astype(np.float32)
+            data[1, 3, 0] = np.nan if case == "nan" else data[1, 3, 0]
+            h["data"] = data
+        h["label"] = np.zeros((3 if case == "label_count" else 2, 1), np.int64)
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=match):
+        open_dataset("modelnet10", tmp_path, "test")
+    assert time.perf_counter() - start < 5
 
 
 def test_h5_up_axis_rules():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import time
 import tracemalloc
@@ -540,3 +541,248 @@ def test_truncated_ascii_ply_is_a_file_error(tmp_path):
                     "property float z\nend_header\n0 0 0\n1 1 1\n2 2\n")
     with pytest.raises(PointCloudFileError, match="cut.ply"):
         load_point_cloud(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# untrusted files: sizes before allocation, honest counts, true messages, precision (issue 9)
+
+
+def test_max_points_is_a_documented_cap_checked_before_reading(tmp_path):
+    from clip2point.io import MAX_POINTS
+
+    assert MAX_POINTS == 20_000_000
+    path = tmp_path / "p.npy"
+    np.save(path, np.random.default_rng(0).random((1000, 3)).astype(np.float32))
+    assert len(load_point_cloud(path, num_points=None, max_points=1000)) == 1000
+    with pytest.raises(PointCloudFileError, match=r"p\.npy: holds 1,000 points, more than the limit of 999"):
+        load_point_cloud(path, max_points=999)
+    with pytest.raises(Clip2PointError, match="max_points"):
+        load_point_cloud(path, max_points=0)
+
+
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("huge.npy", lambda: _npy_header((10**12, 3)) + b"\0" * 64, r"declares .* \(1000000000000, 3\).* only 64 bytes"),
+        ("huge.pcd", lambda: b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 100000000\n"
+                             b"HEIGHT 1\nPOINTS 100000000\nDATA binary\n" + b"\0" * 120, r"holds 100,000,000 points"),
+        ("huge.pts", lambda: b"1000000000\n1 2 3\n4 5 6\n", r"holds 1,000,000,000 points"),
+        ("huge.ply", lambda: b"ply\nformat binary_little_endian 1.0\nelement vertex 15000000\nproperty float x\n"
+                             b"property float y\nproperty float z\nend_header\n" + b"\0" * 36, r"12 bytes|180,000,000 bytes"),
+    ],
+)
+def test_declared_sizes_are_checked_against_the_file_before_allocating(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content())
+    tracemalloc.start()
+    try:
+        with pytest.raises(PointCloudFileError, match=match):
+            load_point_cloud(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"{peak / 1e6:.0f} MB allocated for a {path.stat().st_size}-byte file"
+
+
+def _npy_header(shape) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def test_npz_member_header_larger_than_the_member_is_refused(tmp_path):
+    import zipfile
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("points.npy", _npy_header((10**10, 3)) + b"\0" * 1000)
+    with pytest.raises(PointCloudFileError, match=r"bomb\.npz: its header declares the array 'points\.npy'"):
+        load_point_cloud(path)
+
+
+def test_las_with_a_garbage_vlr_count_fails_fast(tmp_path):
+    head = bytearray(375)
+    head[0:4], head[24], head[25] = b"LASF", 1, 4
+    import struct
+
+    struct.pack_into("<HII", head, 94, 375, 375, 0xFFFFFFF0)  # header size, offset to points, VLR count
+    struct.pack_into("<BHI", head, 104, 0, 20, 1)
+    path = tmp_path / "garbage.las"
+    path.write_bytes(bytes(head) + b"\0" * 29)  # 404 bytes
+    assert path.stat().st_size == 404
+    start = time.perf_counter()
+    with pytest.raises(PointCloudFileError, match=r"garbage\.las: .*variable-length records"):
+        load_point_cloud(path)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_truncated_ascii_pcd_and_pts_are_not_padded_with_zeros(tmp_path):
+    pts = np.random.default_rng(0).random((20, 3))
+    rows = "".join(f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in pts)
+    pcd = ("VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 40\nHEIGHT 1\n"
+           "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 40\nDATA ascii\n" + rows)
+    (tmp_path / "cut.pcd").write_text(pcd)
+    (tmp_path / "cut.pts").write_text("40\n" + rows)
+    for name in ("cut.pcd", "cut.pts"):
+        with pytest.raises(PointCloudFileError, match=rf"{name}: .*declares 40 points but 20"):
+            load_point_cloud(tmp_path / name)
+    (tmp_path / "ok.pts").write_text("20\n" + rows)
+    np.testing.assert_allclose(load_point_cloud(tmp_path / "ok.pts", None).points, pts, atol=1e-6)
+
+
+def test_binary_compressed_pcd_with_colours(tmp_path):
+    o3d = pytest.importorskip("open3d")
+    rng = np.random.default_rng(3)
+    pts, rgb = rng.random((500, 3)), rng.integers(0, 256, (500, 3)) / 255.0
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    pcd.colors = o3d.utility.Vector3dVector(rgb)
+    o3d.io.write_point_cloud(str(tmp_path / "c.pcd"), pcd, compressed=True)
+    cloud = load_point_cloud(tmp_path / "c.pcd", num_points=None)
+    np.testing.assert_allclose(cloud.points, pts, atol=1e-6)
+    np.testing.assert_allclose(cloud.colors, rgb, atol=1e-6)
+
+
+@pytest.mark.parametrize("ext", [".npy", ".txt", ".h5"])
+def test_a_3_by_n_array_is_refused_with_a_transpose_hint(tmp_path, ext):
+    pts = np.random.default_rng(0).random((3, 100)).astype(np.float32)
+    path = tmp_path / f"columns{ext}"
+    if ext == ".npy":
+        np.save(path, pts)
+    elif ext == ".txt":
+        np.savetxt(path, pts)
+    else:
+        with h5py.File(path, "w") as f:
+            f["points"] = pts
+    with pytest.raises(PointCloudFileError, match=rf"columns\{ext}: .*transpose it"):
+        load_point_cloud(path)
+    np.save(tmp_path / "three.npy", np.eye(3, dtype=np.float32))  # a real (3, 3) cloud still loads
+    assert len(load_point_cloud(tmp_path / "three.npy", None)) == 3
+
+
+def test_coordinates_beyond_float32_are_refused_with_the_file_name(tmp_path):
+    np.save(tmp_path / "far.npy", np.array([[0, 0, 0], [1e39, 0, 0]], dtype=np.float64))
+    (tmp_path / "far.csv").write_text("0,0,0\n1,2,-1e39\n")
+    for name in ("far.npy", "far.csv"):
+        with pytest.raises(PointCloudFileError, match=rf"{name}: .*1e\+39.*float32"):
+            load_point_cloud(tmp_path / name)
+
+
+def test_geo_referenced_las_keeps_its_precision_with_a_float64_offset(tmp_path):
+    laspy = pytest.importorskip("laspy")
+    rng = np.random.default_rng(0)
+    xyz = np.stack([500_000 + rng.random(2000) * 50, 4_000_000 + rng.random(2000) * 50, 120 + rng.random(2000) * 5], 1)
+    header = laspy.LasHeader(point_format=0, version="1.2")
+    header.scales, header.offsets = [0.001] * 3, [500_000.0, 4_000_000.0, 0.0]
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = xyz.T
+    las.write(tmp_path / "utm.las")
+    exact = np.stack([np.asarray(laspy.read(tmp_path / "utm.las").xyz)], 0)[0]  # the file's float64 coordinates
+    cloud = load_point_cloud(tmp_path / "utm.las", num_points=None)
+    assert cloud.offset.dtype == np.float64 and np.abs(cloud.offset).max() > 1e5
+    error = np.abs(cloud.points.astype(np.float64) + cloud.offset - exact).max()
+    naive = np.abs(exact.astype(np.float32).astype(np.float64) - exact).max()
+    assert error < 1e-5 < 0.01 < naive  # float32 at 4e6 m keeps 0.25 m; the offset keeps 1e-5 m
+    z_up = load_point_cloud(tmp_path / "utm.las", num_points=None, up="z")
+    np.testing.assert_allclose(z_up.points + z_up.offset, z_to_y(exact), atol=1e-5)
+    assert cloud.normalized().offset.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_clouds_near_the_origin_keep_offset_zero(tmp_path):
+    pts = np.random.default_rng(0).random((100, 3)).astype(np.float32) * 10 + 40  # max 50 < 100 × extent
+    np.save(tmp_path / "near.npy", pts)
+    cloud = load_point_cloud(tmp_path / "near.npy", num_points=None)
+    assert cloud.offset.tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_array_equal(cloud.points, pts)
+
+
+def test_permission_and_symlink_loop_messages_are_true(tmp_path):
+    loop = tmp_path / "loop.ply"
+    os.symlink(loop, loop)
+    with pytest.raises(PointCloudFileError, match=r"loop\.ply: .*symbolic link loop") as err:
+        load_point_cloud(loop)
+    assert "not found" not in str(err.value)
+    dangling = tmp_path / "dangling.ply"
+    os.symlink(tmp_path / "nowhere.ply", dangling)
+    with pytest.raises(PointCloudFileError, match="symbolic link to a file that does not exist"):
+        load_point_cloud(dangling)
+    locked = tmp_path / "locked.npy"
+    np.save(locked, np.random.default_rng(0).random((10, 3)))
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):  # root reads anything: simulate the OS refusing
+            import builtins
+
+            real_open = builtins.open
+
+            def deny(file, *args, **kwargs):
+                if str(file) == str(locked):
+                    raise PermissionError(13, "Permission denied", str(file))
+                return real_open(file, *args, **kwargs)
+
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(builtins, "open", deny)
+                with pytest.raises(PointCloudFileError, match=r"locked\.npy: permission denied") as err:
+                    load_point_cloud(locked)
+        else:
+            with pytest.raises(PointCloudFileError, match=r"locked\.npy: permission denied") as err:
+                load_point_cloud(locked)
+        assert "truncated" not in str(err.value) and "not found" not in str(err.value)
+    finally:
+        locked.chmod(0o644)
+
+
+def test_pickled_only_for_real_pickles_and_no_negative_ranges(tmp_path):
+    (tmp_path / "text.npy").write_text("1 2 3\n4 5 6\n")
+    with pytest.raises(PointCloudFileError) as err:
+        load_point_cloud(tmp_path / "text.npy")
+    assert "pickle" not in str(err.value) and "NUMPY" in str(err.value)
+    np.save(tmp_path / "none.npy", np.zeros((0, 10, 3), np.float32))
+    with pytest.raises(PointCloudFileError, match="holds no shapes") as err:
+        load_point_cloud(tmp_path / "none.npy")
+    assert "0..-1" not in str(err.value)
+
+
+def test_memory_error_becomes_a_file_error(tmp_path, monkeypatch):
+    import clip2point.io as cio
+
+    path = tmp_path / "big.csv"
+    path.write_text("1,2,3\n4,5,6\n")
+
+    def boom(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(cio.np, "loadtxt", boom)
+    with pytest.raises(PointCloudFileError, match=r"big\.csv: too large to read"):
+        load_point_cloud(path)
+
+
+def test_obj_with_two_coordinate_vertices_is_one_clear_error(tmp_path):
+    path = tmp_path / "flat.obj"
+    path.write_text("v 0 0\nv 1 0\nv 0 1\nf 1 2 3\n")
+    with pytest.raises(PointCloudFileError, match=r"flat\.obj: its vertices have 2 coordinates, not 3"):
+        load_point_cloud(path)
+
+
+def test_gltf_with_an_external_buffer_is_refused(tmp_path):
+    import json
+
+    doc = {"asset": {"version": "2.0"}, "buffers": [{"uri": "../../etc/passwd", "byteLength": 12}]}
+    (tmp_path / "ext.gltf").write_text(json.dumps(doc))
+    with pytest.raises(PointCloudFileError, match=r"ext\.gltf: references external file '\.\./\.\./etc/passwd'.*"
+                                                  r"export a self-contained \.glb"):
+        load_mesh(tmp_path / "ext.gltf")
+
+
+def test_sample_surface_is_chunked_and_unchanged(monkeypatch):
+    import clip2point.io as cio
+
+    rng = np.random.default_rng(0)
+    vertices = rng.random((500, 3))
+    faces = rng.integers(0, 500, (3000, 3))
+    whole = sample_surface(vertices, faces, 1000, seed=2, return_normals=True)
+    monkeypatch.setattr(cio, "_FACE_CHUNK", 7)
+    chunked = sample_surface(vertices, faces, 1000, seed=2, return_normals=True)
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_array_equal(whole[1], chunked[1])
