@@ -329,7 +329,9 @@ def _h5_class_names(folder: Path, first: Path, name: str) -> list[str] | None:
                 raw = h.attrs["class_names"]
                 names = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
                 if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
-                    raise DatasetError(f"{first}: attribute class_names is not a JSON list of names; fix or re-download it")
+                    raise DatasetError(
+                        f"{first}: attribute class_names is not a JSON list of names; fix or re-download it"
+                    )
                 return names
     except OSError as err:
         raise DatasetError(f"cannot read {first} ({err}); re-download it or remove it") from err
@@ -364,7 +366,9 @@ def _open_h5(folder: Path, files: list[Path], identifiers: list[str], split: str
                 data_ds = h5_dataset(h, "data", f, DatasetError)
                 label_ds = h5_dataset(h, "label", f, DatasetError)
                 if data_ds.ndim != 3 or data_ds.shape[2] < 3:
-                    raise DatasetError(f"{f}: dataset 'data' has shape {data_ds.shape}, expected (S, N, 3); re-download it")
+                    raise DatasetError(
+                        f"{f}: dataset 'data' has shape {data_ds.shape}, expected (S, N, 3); re-download it"
+                    )
                 if label_ds.size != data_ds.shape[0]:
                     raise DatasetError(f"{f}: {label_ds.size} labels for {data_ds.shape[0]} shapes; re-download it")
                 data = np.asarray(data_ds[:, :num_points, :3], dtype=np.float32)
@@ -374,7 +378,9 @@ def _open_h5(folder: Path, files: list[Path], identifiers: list[str], split: str
                 labels.append(np.asarray(label_ds[()], dtype=np.int64).reshape(-1))
                 names += _h5_names(f, h, len(data))
         except MemoryError as err:
-            raise DatasetError(f"{f} is too large to read into memory ({err}); use fewer points or a smaller split") from err
+            raise DatasetError(
+                f"{f} is too large to read into memory ({err}); use fewer points or a smaller split"
+            ) from err
         except (OSError, KeyError) as err:
             raise DatasetError(
                 f"cannot read {f} ({err}); it needs datasets 'data' and 'label'; re-download it"

@@ -290,7 +290,9 @@ def sample_surface(
 _FACE_CHUNK = 1 << 20
 
 
-def _face_geometry(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+def _face_geometry(
+    vertices: np.ndarray, faces: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
     """First corners, the two edges from it and their cross product (all float64) of ``faces``."""
     idx = np.asarray(faces, dtype=np.int64)
     v0 = np.asarray(vertices[idx[:, 0]], dtype=np.float64)
@@ -461,7 +463,7 @@ def _far_offset(points: np.ndarray) -> np.ndarray | None:
     if extent <= 0 or far <= OFFSET_RATIO * extent:
         return None
     step = 10.0 ** math.floor(math.log10(extent))  # a round number close to the centre
-    return np.round((lo + hi) / 2.0 / step) * step
+    return np.round((lo + hi) / 2.0 / step) * step + 0.0  # + 0.0: no negative zeros
 
 
 def _shifted(points: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -877,7 +879,8 @@ def _read_pcd(path: Path, limit: int) -> _Loaded:
             for name in dtype.names:  # binary_compressed stores each field for all points in turn
                 sub = dtype[name]
                 size = sub.itemsize * points
-                columns[name] = np.frombuffer(raw, dtype=sub.base, count=points * max(1, sub.itemsize // sub.base.itemsize),
+                per_point = max(1, sub.itemsize // sub.base.itemsize)
+                columns[name] = np.frombuffer(raw, dtype=sub.base, count=points * per_point,
                                               offset=offset).reshape((points,) + sub.shape)
                 offset += size
         else:
@@ -1262,6 +1265,7 @@ def _read_store(path: Path, store: _Sources, index: int, limit: int) -> _Loaded:
 # ---- LAS / LAZ
 
 
+_LAZ_BACKEND = 'reading compressed .laz needs a LAZ backend; run `pip install "laspy[lazrs]"`'
 _LAS_MIN_RECORD = {0: 20, 1: 28, 2: 26, 3: 34, 4: 57, 5: 63, 6: 30, 7: 36, 8: 38, 9: 59, 10: 67}
 
 
@@ -1340,7 +1344,7 @@ def _read_las(path: Path, limit: int) -> _Loaded:
         reader = laspy.open(path)
     except laspy.errors.LaspyException as err:
         if "backend" in str(err).lower():
-            raise _fail(path, "reading compressed .laz needs a LAZ backend; run `pip install \"laspy[lazrs]\"`") from err
+            raise _fail(path, _LAZ_BACKEND) from err
         raise
     with reader:
         names = set(reader.header.point_format.dimension_names)
@@ -1360,7 +1364,7 @@ def _read_las(path: Path, limit: int) -> _Loaded:
                 at += m
         except laspy.errors.LaspyException as err:
             if "backend" in str(err).lower():
-                raise _fail(path, "reading compressed .laz needs a LAZ backend; run `pip install \"laspy[lazrs]\"`") from err
+                raise _fail(path, _LAZ_BACKEND) from err
             raise
     if at != n:
         raise _fail(path, f"its header declares {n:,} points but {at:,} could be read; the file is truncated; "

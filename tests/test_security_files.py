@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clip2point.errors import Clip2PointError, DatasetError, PointCloudFileError
+from clip2point.errors import DatasetError, PointCloudFileError
 from clip2point.sandbox import call_limited, sandbox_available
 
 REPO = Path(__file__).resolve().parents[1]
