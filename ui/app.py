@@ -550,7 +550,10 @@ def build_app(
             return (session, "", *(gr.skip(),) * 4, _banner(session), gr.skip(), session.encoder)
         try:
             progress(0.1, desc="loading the depth encoder…")
-            handle = session.load_depth_encoder(str(file))
+            try:
+                handle = session.load_depth_encoder(str(file))
+            except Clip2PointError as err:  # the upload's temporary path means nothing to the user: its name does
+                raise type(err)(str(err).replace(str(file), Path(str(file)).name)) from None
             gr.Info(f"CLIP2Point depth encoder {handle.name} loaded; depth views are now encoded by it")
         except Exception as err:  # noqa: BLE001
             return (session, _error(err, "depth encoder upload"), *(gr.skip(),) * 4, _banner(session), gr.skip(),
