@@ -723,6 +723,9 @@ def remove_stale_temp_files(target: str | os.PathLike, max_age_s: float = STALE_
 def _prepare_target(p: Path) -> None:
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where a folder should be
+        raise CheckpointError(f"{p.parent}: is a file, not a folder, so {p.name} cannot be written inside it; "
+                              "choose another path") from None
     except OSError as e:
         raise CheckpointError(describe_os_error(e, p.parent, "create the folder")) from None
     if p.is_dir():

@@ -178,3 +178,297 @@ def test_real_vit_b_32_architecture_with_released_depth_encoder_layout(tmp_path)
     depth_features = bb.encode_images(images, "depth")
     bb.model.visual.load_state_dict(depth_sd)  # the same weights in the CLIP slot give the same features
     torch.testing.assert_close(depth_features, bb.encode_images(images, "clip"))
+
+
+# ---------------------------------------------------------------------------------------------
+# TorchScript archives (OpenAI's ViT-B-32.pt format) are read, never run
+
+
+def _openai_like_archive(model: torch.nn.Module, path, image_size: int):
+    """Trace a CLIP model the way OpenAI's .pt was made (fp16; the causal mask a plain attribute, not a buffer)."""
+    import copy
+    import warnings
+
+    m = copy.deepcopy(model).eval().half()
+    mask = m.attn_mask
+    del m._buffers["attn_mask"]
+    m.attn_mask = mask
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation notices
+        traced = torch.jit.trace_module(m, {"forward": (torch.randn(1, 3, image_size, image_size).half(),
+                                                        torch.zeros(1, 77, dtype=torch.long))})
+        torch.jit.save(traced, path)
+    return {k: v for k, v in m.state_dict().items() if k != "attn_mask"}
+
+
+def test_torchscript_clip_archive_is_read_like_its_state_dict_without_running_it(tiny_backbone, tmp_path, monkeypatch):
+    path = tmp_path / "tiny-ViT-test.pt"
+    weights = _openai_like_archive(tiny_backbone.model, path, tiny_backbone.image_size)
+    trusted = torch.jit.load(str(path)).state_dict()  # the test's own file: torch.jit.load is fine HERE
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load called by clip2point"))
+    sd, meta = load_state_dict_file(path)
+    assert list(sd) == list(trusted) and meta == {}
+    for k, v in trusted.items():
+        assert sd[k].dtype == v.dtype == torch.float16 and sd[k].shape == v.shape and torch.equal(sd[k], v), k
+    bb = load_backbone("tiny-ViT-test", weights=str(path))  # the OpenAI-format path end to end
+    for k, v in bb.model.state_dict().items():
+        if k in weights:
+            torch.testing.assert_close(v, weights[k].float(), rtol=0, atol=0)
+
+
+def test_scripted_archive_lists_parameters_and_buffers_like_state_dict(tmp_path):
+    """Parameters and buffers (also non-persistent), in order; submodules, lists, shared modules;
+    plain tensor attributes and TorchScript class objects are not weights (as in state_dict())."""
+    import warnings
+
+    @torch.jit.script
+    class Box:
+        def __init__(self, t: torch.Tensor):
+            self.t = t
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("b", torch.arange(5.0))
+            self.lin = torch.nn.Linear(3, 4)
+            self.register_buffer("np", torch.ones(2), persistent=False)
+            self.plain = torch.zeros(3)
+            self.box = Box(torch.ones(7))
+            self.ml = torch.nn.ModuleList([torch.nn.Linear(2, 2), torch.nn.LayerNorm(2)])
+            self.shared = self.lin
+            self.p = torch.nn.Parameter(torch.randn(2, 3, dtype=torch.float64).T)  # non-contiguous
+
+        def forward(self, x):
+            return self.lin(x) + self.b.sum() + self.plain.sum() + self.box.t.sum() + self.np.sum() + self.p.sum()
+
+    path = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(M()), path)
+    trusted = torch.jit.load(str(path)).state_dict()
+    sd, _ = load_state_dict_file(path)
+    assert list(sd) == list(trusted) and "plain" not in sd and not any(k.startswith("box") for k in sd)
+    for k, v in trusted.items():
+        assert torch.equal(sd[k], v) and sd[k].stride() == v.stride(), k
+
+
+def _fake_torchscript(path, state: dict, records: dict[str, bytes], extra: dict[str, bytes] | None = None) -> None:
+    """A TorchScript-layout zip whose data.pkl pickles a ``__torch__.Fake`` object with ``state``.
+
+    Tensors in ``state`` are ``("tensor", key, numel, size, stride)`` tuples: storage ``key`` of
+    ``numel`` float32 elements (its bytes: ``records[key]``) viewed with ``size``/``stride``.
+    """
+    import collections
+    import io
+    import sys
+    import types
+    import zipfile
+
+    class Storage:
+        def __init__(self, key, numel):
+            self.key, self.numel = key, numel
+
+    class View:
+        def __init__(self, storage, size, stride):
+            self.args = (storage, 0, size, stride, False, collections.OrderedDict())
+
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2, self.args)
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, obj.key, "cpu", obj.numel) if isinstance(obj, Storage) else None
+
+    mod = types.ModuleType("__torch__")
+    Fake = type("Fake", (), {"__module__": "__torch__"})
+    mod.Fake = Fake
+    obj = Fake()
+    obj.__dict__.update({k: View(Storage(v[1], v[2]), v[3], v[4]) if isinstance(v, tuple) else v for k, v in state.items()})
+    sys.modules["__torch__"] = mod
+    try:
+        buf = io.BytesIO()
+        Pickler(buf, protocol=2).dump(obj)
+    finally:
+        del sys.modules["__torch__"]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("fake/data.pkl", buf.getvalue())
+        z.writestr("fake/constants.pkl", pickle.dumps(()))
+        for k, b in records.items():
+            z.writestr(f"fake/data/{k}", b)
+        for k, b in (extra or {}).items():
+            z.writestr(f"fake/{k}", b)
+
+
+def test_crafted_torchscript_archives_are_refused(tmp_path):
+    ok = tmp_path / "ok.pt"
+    _fake_torchscript(ok, {"training": True, "w": ("tensor", "0", 4, (2, 2), (2, 1))}, {"0": torch.arange(4.0).numpy().tobytes()})
+    sd, _ = load_state_dict_file(ok)
+    assert torch.equal(sd["w"], torch.arange(4.0).reshape(2, 2))  # the crafting itself is sound
+
+    cases = {
+        "short_record": ({"w": ("tensor", "0", 1000, (1000,), (1,))}, {"0": b"\0" * 16}, "declares 1,000"),
+        "zero_stride": ({"w": ("tensor", "0", 1, (10**12,), (0,))}, {"0": b"\0" * 4}, "declares 1,000,000,000,000 elements"),
+        "out_of_bounds": ({"w": ("tensor", "0", 4, (4, 4), (4, 1))}, {"0": b"\0" * 16}, "truncated or corrupt"),
+        "missing_record": ({"w": ("tensor", "7", 4, (4,), (1,))}, {}, "no record fake/data/7"),
+    }
+    for name, (state, records, match) in cases.items():
+        path = tmp_path / f"{name}.pt"
+        _fake_torchscript(path, {"training": True, **state}, records)
+        with pytest.raises(CheckpointError, match=match):
+            load_state_dict_file(path)
+    # a global outside the allow-list (here: os.system) is refused before anything is called
+    evil = tmp_path / "global.pt"
+    _fake_torchscript(evil, {"training": True, "w": ("tensor", "0", 4, (4,), (1,))}, {"0": b"\0" * 16})
+    import zipfile
+
+    with zipfile.ZipFile(evil) as z:
+        data = z.read("fake/data.pkl").replace(b"collections\nOrderedDict\n", b"posix\nsystem\n")
+        members = {n: z.read(n) for n in z.namelist() if n != "fake/data.pkl"}
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("fake/data.pkl", data)
+        for n, b in members.items():
+            z.writestr(n, b)
+    with pytest.raises(CheckpointError, match="refused.*posix.system"):
+        load_state_dict_file(evil)
+    # code that defines __setstate__ is refused even when the pickled state looks like plain attributes
+    hook = tmp_path / "hook.pt"
+    _fake_torchscript(hook, {"training": True}, {}, {"code/__torch__.py": b"class Fake(Module):\n  def __setstate__(self, s):\n    pass\n"})
+    with pytest.raises(CheckpointError, match="defines __setstate__"):
+        load_state_dict_file(hook)
+
+
+def test_zip_bombs_and_broadcast_views_are_refused_before_allocating(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.pt"
+    torch.save({"w": torch.zeros(4)}, bomb)
+    with zipfile.ZipFile(bomb) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+        z.writestr("bomb/extra", b"\0" * (64 << 20))  # 64 MB of zeros compress to ~64 KB
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match="zip bomb"):
+        load_state_dict_file(bomb)
+    view = tmp_path / "view.pt"
+    torch.save({"w": torch.zeros(1).expand(10**9)}, view)  # torch.save keeps the 1-element storage
+    assert view.stat().st_size < 10_000
+    with pytest.raises(CheckpointError, match="1,000,000,000 elements"):
+        load_state_dict_file(view)
+    small = tmp_path / "small_view.pt"
+    torch.save({"w": torch.zeros(1).expand(16)}, small)  # tiny broadcast views are fine
+    assert load_state_dict_file(small)[0]["w"].shape == (16,)
+
+
+def test_unreadable_checkpoints_say_why(tmp_path):
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    with pytest.raises(CheckpointError, match="symlink loop") as e:
+        load_state_dict_file(loop)
+    assert "not found" not in str(e.value)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_state_dict_file(tmp_path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_state_dict_file(tmp_path / "missing.pt")
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="not a folder"):
+        load_state_dict_file(tmp_path / "file" / "x.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def test_atomic_save_keeps_the_umask_and_never_changes_it(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        path = save_state_dict_atomic({"a": torch.zeros(2)}, tmp_path / "x.safetensors")
+        assert os.umask(0o027) == 0o027  # unchanged by the write
+        assert (path.stat().st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_write_failures_are_one_clear_error_and_leave_no_temp_file(tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from clip2point.weights import write_json_atomic
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(CheckpointError, match=r"x\.safetensors: cannot write it: disk full"):
+        save_state_dict_atomic({"a": torch.zeros(2)}, tmp_path / "x.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        save_state_dict_atomic({"a": torch.zeros(2)}, tmp_path / "file" / "x.safetensors")
+    with pytest.raises(Clip2PointError, match="is a file, not a folder"):
+        write_json_atomic(tmp_path / "file" / "x.json", {})
+
+
+def test_file_size_limit_in_a_child_process_gives_a_clear_error(tmp_path):
+    """A real write failure (EFBIG under RLIMIT_FSIZE, SIGXFSZ ignored), the way a full disk fails."""
+    import subprocess
+    import sys
+
+    code = f"""
+import resource, signal, torch
+from clip2point.weights import save_state_dict_atomic, write_json_atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+for write in (lambda: save_state_dict_atomic({{"a": torch.zeros(100_000)}}, {str(tmp_path / "x.safetensors")!r}),
+              lambda: write_json_atomic({str(tmp_path / "x.json")!r}, list(range(100_000)))):
+    try:
+        write()
+    except ValueError as e:
+        print(type(e).__name__, e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 0 and len(lines) == 2, out.stderr[-2000:]
+    assert lines[0].startswith("CheckpointError") and "x.safetensors: cannot write it: file too large" in lines[0]
+    assert lines[1].startswith("Clip2PointError") and "x.json: cannot write it: file too large" in lines[1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_9_mid_write_leaves_a_temp_that_the_next_write_removes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "last.safetensors"
+    code = f"""
+import os, signal, torch, safetensors.torch
+from clip2point.weights import save_state_dict_atomic, write_json_atomic
+real = safetensors.torch.save_file
+def killed(tensors, path, metadata=None):
+    real(tensors, path, metadata)  # safetensors' own temp + rename, inside our temp folder
+    open(os.path.join(os.path.dirname(path), ".tmpXYZ"), "wb").write(b"half")  # as if killed in the middle
+    os.kill(os.getpid(), signal.SIGKILL)
+safetensors.torch.save_file = killed
+save_state_dict_atomic({{"a": torch.zeros(4)}}, {str(target)!r})
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == -9, out.stderr[-2000:]
+    orphans = [p.name for p in tmp_path.iterdir()]
+    assert len(orphans) == 1 and orphans[0].startswith(".last.safetensors.") and orphans[0].endswith(".tmp"), orphans
+    # a JSON temp file of a dead writer, and a very old one of a live process id (ours), are removed too
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / f".meta.json.{dead}.0123abcd.tmp").write_text("{")
+    old = tmp_path / f".meta.json.{os.getpid()}.4567abcd.tmp"
+    old.write_text("{")
+    os.utime(old, (0, 0))
+    fresh = tmp_path / f".meta.json.{os.getpid()}.89abcdef.tmp"  # another thread of ours may be writing it
+    fresh.write_text("{")
+    from clip2point.weights import write_json_atomic
+
+    save_state_dict_atomic({"a": torch.ones(4)}, target)
+    write_json_atomic(tmp_path / "meta.json", {"ok": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.safetensors", "meta.json", fresh.name])
+    assert torch.equal(load_state_dict_file(target)[0]["a"], torch.ones(4))
