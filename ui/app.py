@@ -6,6 +6,12 @@ camera, and the zero-shot result (probabilities, and a per-view × per-class log
 each view's vote). This module only wires widgets to :mod:`ui.session` (the logic) and
 :mod:`ui.figures` (the pictures).
 
+Safe to share (``--share``): every endpoint checks its arguments on the server against one
+:class:`~ui.session.AppLimits` (the controls' ranges come from it too) and refuses with one clear
+line; uploads are read in a child process with a time and memory limit (``--load-timeout``,
+``--load-memory-mb``); few-shot runs are capped per server and per session (``--max-runs``), stop
+when their tab closes, and old run folders are deleted (``--runs-max-age-days``).
+
 Scripts use the same server through ``gradio_client``::
 
     from gradio_client import Client, handle_file

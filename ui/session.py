@@ -12,6 +12,10 @@ the same objects:
   re-encoding anything (CLIP2Point zero-shot, Huang et al., ICCV 2023, §4.2: per-view
   logits summed over views).
 * :func:`classify_file` — the stateless one-call path (file + class names → probabilities).
+* :class:`AppLimits` — what one request to the app may ask for (points, classes, template,
+  views, radius, indices, few-shot settings, upload read time/memory, run caps), checked by a
+  :class:`Session` built with them; uploads are then read by :func:`ui.loading.read_file_shape`
+  in a time- and memory-limited child process.
 
 Nothing here imports a UI toolkit. Long steps report through an optional
 ``progress(fraction, message)`` callback.
@@ -119,8 +123,9 @@ class AppLimits:
     Attributes:
         min_points, max_points: points classified per shape (default 16–8,192; the page's slider
             covers 256–8,192). 8,192 points render in well under a second on a CPU.
-        max_classes: class names per request (default 1,000: about 10 s of CLIP text encoding on a
-            2-core CPU the first time; 10,000 names took 113 s).
+        max_classes: class names per request (default 1,000: 18.6 s for a first ViT-B-32 request
+            on a shared 2-core CPU, text encoding included, ~+400 MiB transient server memory;
+            10,000 names took 113 s).
         max_class_chars: characters per class name (default 100; CLIP reads 77 tokens at most).
         max_template_chars: characters of the prompt template (default 200).
         view_sets: view sets offered ("6" zero-shot, "10" pre-training).
@@ -1317,8 +1322,11 @@ def classify_file(
     if path is None or not str(path):
         raise PointCloudFileError("no file given; pass a point-cloud or mesh file")
     if limits is not None:  # cheap checks first: nothing is read for a request that will be refused
-        limits.check_classes(classes), limits.check_template(template), limits.check_views(views)
-        limits.check_num_points(num_points), _check_up(up)
+        limits.check_classes(classes)
+        limits.check_template(template)
+        limits.check_views(views)
+        limits.check_num_points(num_points)
+        _check_up(up)
     session = Session(spec, registry, limits)
     session.load(ShapeSource.file(path, index), num_points, up)
     session.render(views, images=False)
