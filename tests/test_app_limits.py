@@ -199,6 +199,8 @@ def test_page_endpoints_refuse_out_of_range_arguments(client, tmp_path, capfd):
         (("rainbow",), "/set_point_colours", "height"),
         (("../secret",), "/pick_class_preset", "modelnet40"),
         (("evil", GOOD_CLASSES, "image of a {}", 5), "/set_encoder", "clip, depth"),
+        (("y", 10**6, "6", 0.02, "height"), "/startup", "8192"),
+        (("chair", "y", 1024, "6", 0.0, "height"), "/load_picked_example", "0.005"),
     ]
     for args, api_name, expected in cases:
         msg = refusal(client, *args, api_name=api_name)
@@ -228,6 +230,10 @@ def test_dataset_and_fewshot_endpoints_refuse_out_of_range_arguments(client, app
         (("modelnet10", "test", "no-such-class", 0, *render), "/load_dataset_shape", "Class"),
         (("modelnet10", "test", "all", 0, 9000, "6", 0.02, "height"), "/load_dataset_shape", "8192"),
         (("modelnet99", "test"), "/pick_dataset", "Dataset"),
+        (("modelnet10", "validation"), "/pick_split", "Split"),
+        (("modelnet10", "test", "'; DROP TABLE"), "/pick_dataset_class", "Class"),
+        (("modelnet10", "test", "all", 0, 1024, "6", 0.02, "rainbow"), "/load_random_shape", "colour"),
+        (("modelnet10", "test", "all", 0, 1024, "60", 0.02, "height"), "/load_dataset_index", "View set"),
         (("modelnet10", 3, 5, "view", "10", 10, 1), "/fewshot_start", "Shots"),
         (("modelnet10", 1, 10**6, "view", "10", 10, 1), "/fewshot_start", "Epochs"),
         (("modelnet10", 1, 3, "view", "10", 10**9, 1), "/fewshot_start", "Test shapes"),
@@ -532,3 +538,27 @@ def test_dataset_browser_reads_what_the_page_shows_and_forgets_old_shapes(tmp_pa
         assert len(shape.dense_points) <= session_module.IMAGE_VIEW_POINTS and shape.points.shape == (512, 3)
     assert len(ds._cache) == 3  # bounded, most recent kept
     assert list(ds._cache) == [3, 4, 5]
+
+
+def test_api_errors_user_ones_logged_in_one_line_unexpected_ones_with_a_traceback(client, monkeypatch, caplog):
+    from gradio_client import handle_file
+
+    caplog.set_level(logging.INFO, logger="ui.app")
+    good = handle_file(str(example_path("mug", "points")))
+    msg = refusal(client, good, "mug, " + "m" * 500, api_name="/classify")
+    (rec,) = [r for r in caplog.records if "/classify refused" in r.getMessage()]
+    assert rec.exc_info is None and "\n" not in rec.getMessage() and msg in rec.getMessage()
+    caplog.clear()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("renderer exploded\nsecond line")
+
+    monkeypatch.setattr(session_module, "render_views", broken)
+    with pytest.raises(Exception) as exc:
+        client.predict(good, "mug, cup", api_name="/classify")
+    shown = str(exc.value)
+    assert "internal error (RuntimeError: renderer exploded second line); see the server log" in shown
+    (rec,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert rec.exc_info is not None and "renderer exploded" in str(rec.exc_info[1])
+    monkeypatch.undo()
+    still_serving(client)
