@@ -120,7 +120,8 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise Clip2PointError(f"{p}: a file with this name exists; the output must be a folder, choose another name") from None
+        raise Clip2PointError(f"{p}: is a file (or a path through one), not a folder; the output must be a folder, "
+                              "choose another name") from None
     except OSError as e:
         raise Clip2PointError(describe_os_error(e, p, "create the output folder")) from None
     _probe(p, p / "output")
@@ -142,7 +143,8 @@ def check_output_file(path: str | os.PathLike) -> Path:
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise Clip2PointError(f"{p.parent}: a file with this name exists, so {p.name} cannot be written in it; choose another path") from None
+        raise Clip2PointError(f"{p.parent}: is a file, not a folder, so {p.name} cannot be written inside it; "
+                              "choose another path") from None
     except OSError as e:
         raise Clip2PointError(describe_os_error(e, p.parent, "create the folder")) from None
     if p.exists() and not os.access(p, os.W_OK):

@@ -125,3 +125,113 @@ def test_console_script_zeroshot_on_real_vit_b_32(tmp_path):
                           "modelnet10", "--weights", "random", "--json"], capture_output=True, text=True, timeout=300)
     assert raw.returncode == 0, raw.stderr
     assert json.loads(raw.stdout)["probs"] == pytest.approx(obj["probs"], abs=2e-3)  # z-up file + --up z == y-up npy
+
+
+# ---------------------------------------------------------------------------------------------
+# every user-caused error: exit 2, one line naming the file/option and the fix
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_render_settings_errors_are_one_line(tmp_path, capsys):
+    chair = "examples/points/chair.ply"
+    for args, needle in ((["--radius", "5"], "--radius must be in (0, 2)"), (["--image-size", "0"], "--image-size must be between 1"),
+                         (["--image-size", "100000"], "--image-size must be between 1 and 4096"),
+                         (["--radius", "nan"], "--radius"), (["--num-points", "-3"], "--num-points must be ≥ 0")):
+        assert main(["render", chair, "-o", str(tmp_path / "out"), *args]) == 2, args
+        assert needle in _one_line(capsys)
+    assert main(["zeroshot", chair, "--classes", "a,b", "--top-k", "0", *TINY]) == 2
+    assert "--top-k" in _one_line(capsys)
+
+
+def test_outputs_are_checked_before_the_work(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    # eval --plot: the plot path fails before the dataset is even opened (that folder does not exist either)
+    assert main(["eval", "--dataset", "modelnet10", "--data-dir", str(tmp_path / "none"), "--plot", str(blocker / "cm.png"), *TINY]) == 2
+    err = _one_line(capsys)
+    assert "cm.png" in err and "is a file, not a folder" in err and "does not exist" not in err
+    assert main(["eval", "--dataset", "modelnet10", "--data-dir", str(tmp_path), "--plot", str(tmp_path / "cm.txt"), *TINY]) == 2
+    assert "name the figure *.png" in _one_line(capsys)
+    assert main(["render", "examples/points/chair.ply", "-o", str(blocker / "views")]) == 2
+    assert "not a folder" in _one_line(capsys)
+    assert main(["render", "examples/points/chair.ply", "-o", str(blocker)]) == 2
+    assert "not a folder" in _one_line(capsys)
+
+    def no_model(*a, **k):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr("clip2point.backbone.load_backbone", no_model)
+    assert main(["fewshot", "--dataset", "modelnet10", "--data-dir", str(tmp_path), "-o", str(blocker / "run"), *TINY]) == 2
+    assert "not a folder" in _one_line(capsys)
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_memory_errors_malformed_files_bugs_and_interrupts(tmp_path, capsys, monkeypatch):
+    import clip2point.io
+
+    chair = "examples/points/chair.ply"
+
+    def raiser(exc):
+        def f(*a, **k):
+            raise exc
+        return f
+
+    monkeypatch.setattr(clip2point.io, "load_point_cloud", raiser(MemoryError()))
+    assert main(["render", chair, "-o", str(tmp_path)]) == 2
+    assert "chair.ply: not enough memory to read this file" in _one_line(capsys)
+    monkeypatch.setattr(clip2point.io, "load_point_cloud", raiser(IndexError("too many indices for array")))
+    assert main(["render", chair, "-o", str(tmp_path)]) == 2
+    err = _one_line(capsys)
+    assert "chair.ply: could not read this file (IndexError" in err and "malformed" in err
+    monkeypatch.setattr(clip2point.io, "load_point_cloud", raiser(PermissionError(13, "Permission denied", chair)))
+    assert main(["render", chair, "-o", str(tmp_path)]) == 2
+    assert "chair.ply: permission denied" in _one_line(capsys)
+    monkeypatch.setattr(clip2point.io, "load_point_cloud", raiser(OSError(40, "Too many levels of symbolic links", chair)))
+    assert main(["render", chair, "-o", str(tmp_path)]) == 2
+    err = _one_line(capsys)
+    assert "symlink loop" in err and "not found" not in err
+    monkeypatch.setattr(clip2point.io, "load_point_cloud", raiser(KeyboardInterrupt()))
+    assert main(["render", chair, "-o", str(tmp_path)]) == 130
+    assert _one_line(capsys) == "clip2point render: interrupted"
+    # a bug (not the user's doing) is one line too, exit 1, and asks for --debug; --debug shows the traceback
+    import clip2point.cli as cli
+
+    monkeypatch.setitem(cli.COMMANDS, "info", raiser(ZeroDivisionError("division by zero")))
+    assert main(["info"]) == 1
+    err = _one_line(capsys)
+    assert "internal error (ZeroDivisionError: division by zero)" in err and "--debug" in err
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "info"])
+
+
+def test_adapter_run_config_and_explicit_model(tmp_path, capsys, monkeypatch):
+    import clip2point.cli as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"backbone": {"model_name": "tiny-ViT-test", "weights_kind": "file",
+                                                              "weights_location": "/w/tiny.pt", "paths": "clip+clip"}}))
+    seen = {}
+
+    def fake_backbone(args):
+        seen.update(model=args.model, weights=args.weights)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "_backbone", fake_backbone)
+    args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run)])
+    with pytest.raises(ValueError):
+        cli._adapter_backbone(args)
+    assert seen == {"model": "tiny-ViT-test", "weights": "/w/tiny.pt"}  # the run's
+    args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run), "--model", "ViT-B-32", "--weights", "random"])
+    with pytest.raises(ValueError):
+        cli._adapter_backbone(args)
+    assert seen == {"model": "ViT-B-32", "weights": "random"}  # given explicitly, even when equal to the default
+    (run / "config.json").write_text("{not json")
+    assert main(["zeroshot", "examples/points/chair.ply", "--adapter", str(run)]) == 2
+    err = _one_line(capsys)
+    assert "config.json: not valid JSON" in err and "train the run again" in err

@@ -81,8 +81,15 @@ def test_nt_xent_matches_the_hand_written_formula():
     assert float(nt_xent(3 * a, b)) == pytest.approx(float(nt_xent(a, b)), rel=1e-5)  # normalised inside
     same = torch.nn.functional.normalize(a, dim=1)
     assert float(nt_xent(same, same)) < float(nt_xent(a, b))  # perfect pairs score better
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(Clip2PointError, match="same shape"):
         nt_xent(a, b[:3])
+    for t in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(Clip2PointError, match="--temperature must be a positive number"):
+            nt_xent(a, b, t)
+    with pytest.raises(Clip2PointError, match="at least 2 pairs"):
+        nt_xent(a[:1], b[:1])
+    with pytest.raises(Clip2PointError, match="--temperature"):
+        PretrainConfig(run_dir="x", temperature=0.0).validate()  # before any model loads
 
 
 def test_total_loss_is_the_released_combination():
@@ -282,6 +289,8 @@ def test_kill_and_resume_continue_at_the_same_step_with_the_same_state(tmp_path,
     with pytest.raises(_Killed):
         train(_config(run, pair_cache, 4), on_step=kill_at_3)
     assert json.loads((run / "checkpoints" / "last.json").read_text())["step"] == 2
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # a kill -9 mid-line: the resume drops it
     with pytest.raises(Clip2PointError, match="--resume"):
         train(_config(run, pair_cache, 4))  # never silently overwrites a run
     summary = train(_config(run, pair_cache, 4, resume=True))
@@ -367,3 +376,79 @@ def test_cli_parsers_and_a_run_through_the_module_entry(tmp_path, pair_cache, ca
     assert rc == 0 and "pre-trained 2 steps" in capsys.readouterr().out
     assert main(["--cache", str(pair_cache), "--model", TINY, "--weights", "random", "-q", "-o", str(run)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# damaged runs, full disks, unwritable outputs
+
+
+def test_damaged_checkpoints_are_clear_errors(tmp_path, pair_cache, capsys):
+    from clip2point.pretrain.cli import main
+    from clip2point.pretrain.trainer import read_checkpoint
+
+    run = tmp_path / "run"
+    train(_config(run, pair_cache, 2))
+    last = run / "checkpoints" / "last.json"
+    meta = json.loads(last.read_text())
+    for bad, match in ((dict(meta, step="2"), "malformed"), (dict(meta, optimizer=[]), "malformed"),
+                       (dict(meta, format="x"), "not a clip2point pre-training checkpoint"), ([1], "not a clip2point")):
+        last.write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match=match):
+            read_checkpoint(last)
+    last.write_text(json.dumps(dict(meta, optimizer={"state": {"0": 1}, "param_groups": "x"})))
+    with pytest.raises(CheckpointError, match="malformed"):
+        train(_config(run, pair_cache, 3, resume=True))
+    last.write_text(json.dumps(meta)[:40])  # cut short
+    args = ["--cache", str(pair_cache), "--model", TINY, "--weights", "random", "-q", "--resume", "-o", str(run)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "last.json" in err and "not valid JSON" in err
+    index = json.loads((pair_cache / "index.json").read_text())
+    broken = tmp_path / "pairs"
+    shutil.copytree(pair_cache, broken)
+    (broken / "index.json").write_text(json.dumps(dict(index, shards=[{"file": 3}])))
+    with pytest.raises(DatasetError, match="shard entry 0 is malformed"):
+        PairDataset.from_cache(broken)
+
+
+def test_disk_full_while_checkpointing_is_one_clear_error_and_leaves_no_temp_file(tmp_path, pair_cache, monkeypatch, capsys):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from clip2point.cli import main as clip2point_main
+
+    run = tmp_path / "run"
+    train(_config(run, pair_cache, 2))
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(CheckpointError, match="step_00000004.safetensors: cannot write it: disk full"):
+        train(_config(run, pair_cache, 4, resume=True))
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert json.loads((run / "checkpoints" / "last.json").read_text())["step"] == 2  # the previous checkpoint stays
+    rc = clip2point_main(["-q", "pretrain", "--cache", str(pair_cache), "--model", TINY, "--weights", "random", "--steps", "4",
+                          "--batch-size", "4", "--num-points", "512", "--save-every", "2", "--resume", "-o", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "disk full" in err and "Traceback" not in err
+    out = tmp_path / "depth.safetensors"
+    assert clip2point_main(["weights", "export", str(run), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "depth.safetensors: cannot write it: disk full" in err and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_unwritable_outputs_fail_before_the_work(tmp_path, pair_cache, capsys):
+    from clip2point.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc = main(["-q", "pretrain", "--cache", str(pair_cache), "--model", TINY, "--weights", "random", "-o", str(blocker / "run")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and str(blocker) in err and "not a folder" in err
+    run = tmp_path / "run"
+    train(_config(run, pair_cache, 2))
+    rc = main(["weights", "export", str(run), "-o", str(blocker / "depth.safetensors")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "is a file, not a folder" in err
