@@ -235,3 +235,21 @@ def test_adapter_run_config_and_explicit_model(tmp_path, capsys, monkeypatch):
     assert main(["zeroshot", "examples/points/chair.ply", "--adapter", str(run)]) == 2
     err = _one_line(capsys)
     assert "config.json: not valid JSON" in err and "train the run again" in err
+
+
+@needs_data
+def test_fewshot_disk_full_is_one_line_and_leaves_no_temp_file(tmp_path, capsys, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    run = tmp_path / "run"
+    code = main(["-q", "fewshot", "--dataset", "modelnet10", "--data-dir", str(DATA / "modelnet10"), "--shots", "1",
+                 "--epochs", "1", "--val-per-class", "0", "--limit-test", "10", *TINY, "-o", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("clip2point fewshot: error: ") and "safetensors: cannot write it: disk full" in err[-1]
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
