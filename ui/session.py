@@ -388,19 +388,16 @@ class LoadedModel:
         fallback_reason: why random weights were loaded instead (the ``WeightsNotFoundError``
             message, which says how to get real weights), or None.
         seconds: load time.
-        lock: guards the backbone's text-feature cache (an OrderedDict) across threads.
     """
 
     backbone: object
     spec: ModelSpec
     fallback_reason: str | None
     seconds: float
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def text_features(self, classes: Sequence[str], template: str) -> torch.Tensor:
-        """(C, D) normalised text features (cached by the backbone)."""
-        with self.lock:
-            return self.backbone.text_features(list(classes), template)
+        """(C, D) normalised text features (cached, thread-safely, by the backbone)."""
+        return self.backbone.text_features(list(classes), template)
 
 
 @dataclass(frozen=True)
@@ -1081,15 +1078,10 @@ def encode_views(model: LoadedModel, views: RenderedViews, depth_encoder: DepthE
 
     backbone = model.backbone
     images = clip_normalize(views.depth.to(backbone.device))  # (V, 3, H, W)
+    tower = depth_encoder.module if depth_encoder is not None else None  # None: CLIP's visual tower
 
-    if depth_encoder is None:
-        def encode(x: torch.Tensor) -> torch.Tensor:
-            return backbone.encode_images(x, "clip")
-    else:
-        @torch.inference_mode()
-        def encode(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([torch.nn.functional.normalize(depth_encoder.module(x[i : i + 64]).float(), dim=-1)
-                              for i in range(0, len(x), 64)])
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        return backbone.encode_images(x, tower)
 
     if batcher is None:
         return encode(images)
@@ -1107,13 +1099,11 @@ def score_features(model: LoadedModel, features: torch.Tensor, classes: str | Se
     Raises:
         Clip2PointError / UnknownClassSetError: empty or duplicated classes, a template without ``{}``.
     """
-    from clip2point.zeroshot import ZeroShotClassifier, ZeroShotResult
+    from clip2point.zeroshot import score_views
 
     names = parse_classes(classes)
-    with model.lock:  # the classifier reads the backbone's text cache
-        clf = ZeroShotClassifier(model.backbone, names, template=template, views=views.view_set)
-    view_logits, logits, probs = clf.scores(features[None])
-    return ZeroShotResult(names, view_logits, logits, probs, None, list(views.labels))
+    backbone = model.backbone
+    return score_views(features, backbone.text_features(names, template), backbone.logit_scale, names, views.labels)
 
 
 # ----------------------------------------------------------------------------------------------
