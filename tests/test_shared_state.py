@@ -20,6 +20,15 @@ from clip2point.errors import Clip2PointError
 from clip2point.rng import private_rng, seeded_generator
 from clip2point.weights import save_state_dict_atomic
 from clip2point.zeroshot import ZeroShotClassifier, score_views
+from helpers import DATA, modelnet10_test, needs_data
+
+
+def write_ply(path, points: np.ndarray):
+    """A binary little-endian PLY with float x y z."""
+    pts = np.ascontiguousarray(points, dtype="<f4")
+    path.write_bytes((f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\nproperty float x\n"
+                      "property float y\nproperty float z\nend_header\n").encode() + pts.tobytes())
+    return path
 
 
 def global_state() -> tuple:
@@ -154,3 +163,76 @@ def test_static_plots_leave_matplotlib_s_backend_alone(tmp_path):
     save_view_grid(np.random.default_rng(0).random((6, 32, 32)), [f"v{i}" for i in range(6)], tmp_path / "g.png")
     save_confusion_matrix(np.eye(3), ["a", "b", "c"], tmp_path / "c.png")
     assert matplotlib.get_backend() == before and (tmp_path / "g.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# the app: background runs beside other users' requests
+
+
+@needs_data
+def test_app_zero_shot_is_bit_for_bit_the_same_while_two_fewshot_runs_train(tmp_path):
+    """Two sessions train few-shot adapters on the shared backbone while others classify: every
+    /classify answer equals the quiet server's exactly, and the process's global state is untouched."""
+    import socket
+    import time
+
+    from gradio_client import Client, handle_file
+
+    from ui.app import build_app
+    from ui.session import ModelRegistry
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = build_app("tiny-ViT-test", "random", "cpu", data_dir=DATA, registry=ModelRegistry(), runs_dir=tmp_path / "runs")
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    pool = demo.run_pool
+    try:
+        pts, _labels = modelnet10_test(4)
+        shapes = [write_ply(tmp_path / f"mn10_{i}.ply", p) for i, p in enumerate(pts)]
+        classes = "bathtub, bed, chair, desk, dresser, monitor, night stand, sofa, table, toilet"
+        quiet_client = Client(demo.local_url, verbose=False)
+        quiet = [quiet_client.predict(handle_file(str(p)), classes, api_name="/classify") for p in shapes]
+        before = global_state()
+
+        trainers = [Client(demo.local_url, verbose=False) for _ in range(2)]
+        for client, gate in zip(trainers, ("view", "none")):
+            status = client.predict("modelnet10", 1, 200, gate, "10", 20, 1, api_name="/fewshot_start")[0]
+            assert "c2p-msg error" not in status, status
+        assert len(pool.active()) == 2
+        busy: list[dict] = []
+        errors: list[BaseException] = []
+
+        def classify_all(k: int) -> None:
+            client = Client(demo.local_url, verbose=False)
+            try:
+                for _ in range(2):
+                    for i, p in enumerate(shapes):
+                        busy.append({"i": i, "probs": client.predict(handle_file(str(p)), classes, api_name="/classify")})
+            except BaseException as err:  # noqa: BLE001 - reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=classify_all, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        epochs = [len(r.state.history) for r in pool.active()]  # epochs trained while the requests ran
+        assert not errors, errors
+        assert len(busy) == 3 * 2 * len(shapes)
+        for answer in busy:
+            assert answer["probs"] == quiet[answer["i"]], "a zero-shot answer changed while runs were training"
+        assert len(epochs) == 2, "both runs must still have been training during the requests"
+        assert min(epochs) >= 1, f"the requests must overlap with training epochs, not only encoding: {epochs}"
+        pool.stop_all(wait_s=60)
+        t0 = time.monotonic()
+        while pool.active() and time.monotonic() - t0 < 60:
+            time.sleep(0.1)
+        assert not pool.active()
+        assert_same_state(before, global_state())
+        # the runs did train (in the same window)
+        histories = sorted((tmp_path / "runs").glob("*/history.jsonl"))
+        assert len(histories) == 2 and all(h.read_text().strip() for h in histories), epochs
+    finally:
+        pool.stop_all(wait_s=30)
+        demo.close()
