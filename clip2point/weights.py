@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import pickle
+import pickletools
 import re
 import secrets
 import shutil
@@ -570,7 +571,14 @@ def read_torchscript_state_dict(path: str | os.PathLike, zf: zipfile.ZipFile | N
         zi = zf.getinfo(pkls[0])
         if zi.file_size > _MAX_PICKLE_BYTES:
             raise CheckpointError(f"{p}: data.pkl is {zi.file_size:,} bytes (more than {_MAX_PICKLE_BYTES >> 20} MB); refused")
-        root = _RestrictedUnpickler(zf.read(zi), zf, prefix, p).load()
+        data = zf.read(zi)
+        try:  # a pass over the opcodes alone: lengths that exceed the data are caught before anything is allocated
+            for _ in pickletools.genops(data):
+                pass
+        except Exception as e:  # noqa: BLE001 - any malformed opcode stream
+            raise CheckpointError(f"{p}: the archive's data.pkl is malformed ({type(e).__name__}: {str(e)[:120]}); "
+                                  "the file is truncated, corrupt or crafted") from None
+        root = _RestrictedUnpickler(data, zf, prefix, p).load()
     finally:
         if own:
             zf.close()

@@ -330,6 +330,15 @@ def test_crafted_torchscript_archives_are_refused(tmp_path):
             z.writestr(n, b)
     with pytest.raises(CheckpointError, match="refused.*posix.system"):
         load_state_dict_file(evil)
+    # a pickle opcode declaring 1 TB of data in a tiny file is caught before anything is allocated
+    import struct
+
+    lying = tmp_path / "lying.pt"
+    with zipfile.ZipFile(lying, "w") as z:
+        z.writestr("fake/data.pkl", b"\x80\x05\x96" + struct.pack("<Q", 2**40) + b"abc")
+        z.writestr("fake/constants.pkl", b"")
+    with pytest.raises(CheckpointError, match="data.pkl is malformed"):
+        load_state_dict_file(lying)
     # code that defines __setstate__ is refused even when the pickled state looks like plain attributes
     hook = tmp_path / "hook.pt"
     _fake_torchscript(hook, {"training": True}, {}, {"code/__torch__.py": b"class Fake(Module):\n  def __setstate__(self, s):\n    pass\n"})
