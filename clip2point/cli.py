@@ -23,7 +23,6 @@ from .pretrain.cli import add_parsers as add_pretrain_parsers
 __all__ = ["main", "build_parser"]
 
 DEFAULT_MODEL = "ViT-B-32"
-MAX_IMAGE_SIZE = 4096
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 EPILOG = """\
@@ -218,6 +217,7 @@ def _progress(args, total: int, desc: str):
 def _check_numbers(args) -> None:
     """Numeric options a user can get wrong, checked before any work (one clear line each)."""
     from .errors import Clip2PointError
+    from .render import MAX_IMAGE_SIZE
 
     checks = [
         ("num_points", lambda v: v >= 0, "--num-points must be ≥ 0 (0 keeps every point), got {}"),
