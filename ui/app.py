@@ -352,14 +352,21 @@ class _FewShot:
 
 
 def _new_run_dir(root: Path) -> Path:
-    """``root/<timestamp>`` that does not exist yet (``-2``, ``-3``, … when started in the same second)."""
+    """A new, empty ``root/<timestamp>`` folder (``-2``, ``-3``, … when started in the same second).
+
+    The folder is created here (``mkdir`` without ``exist_ok`` is atomic), so two sessions that
+    start runs in the same second never share one.
+    """
+    root.mkdir(parents=True, exist_ok=True)
     base = root / time.strftime("%Y%m%d-%H%M%S")
     out, n = base, 1
-    while out.exists():
-        n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+    while True:
+        try:
+            out.mkdir()
+            return out
+        except FileExistsError:
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
 
 
 def _fewshot_status(state: RunState, epochs: int) -> str:
@@ -688,12 +695,16 @@ def build_app(
             shots, epochs, limit_test, val_per_class = limits.check_fewshot(shots, epochs, limit_test, val_per_class)
             views = limits.check_views(views)
             clean_old_runs(runs_root, limits.runs_max_age_days, keep=pool.running_dirs())
-            cfg = FewShotConfig(dataset=dataset, data_dir=str(data_root), out_dir=str(_new_run_dir(runs_root)),
-                                shots=shots, epochs=epochs, gate=gate, views=views, limit_test=limit_test,
-                                val_per_class=val_per_class, plots=False)
-            cfg.validate()
+            cfg = FewShotConfig(dataset=dataset, data_dir=str(data_root), out_dir="", shots=shots, epochs=epochs,
+                                gate=gate, views=views, limit_test=limit_test, val_per_class=val_per_class, plots=False)
             backbone = registry.model(spec).backbone  # shared with the zero-shot tab; its device is the run's
-            runner = pool.start(owner, cfg, backbone)
+            cfg.out_dir = str(_new_run_dir(runs_root))
+            try:
+                cfg.validate()
+                runner = pool.start(owner, cfg, backbone)
+            except Exception:
+                Path(cfg.out_dir).rmdir()  # still empty: a refused start leaves no folder behind
+                raise
         except Exception as err:  # noqa: BLE001 - shown to the user
             running = fs.runner is not None and fs.runner.running
             return (fs, _error(err, "few-shot start")) + (gr.skip(),) * 5 + fs_buttons(running)
