@@ -35,6 +35,7 @@ DEFAULT_MODEL = "ViT-B-32"
 #: Prompt template of CLIP2Point's released zero-shot code (§4).
 DEFAULT_TEMPLATE = "image of a {}"
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
+_TEXT_BATCH = 256  # prompts per text-tower pass
 
 
 def _open_clip():
@@ -388,14 +389,6 @@ class ClipBackbone(nn.Module):
             source = WeightsSource("depth-encoder", str(encoder))
         return ClipBackbone(self.model, self.tokenizer, self.model_name, self.weights, module, source, self._text_cache)
 
-    def set_depth_encoder(self, path: str | os.PathLike | None) -> None:  # pragma: no cover - transitional
-        """Deprecated: mutates a backbone others may share; use :meth:`with_depth_encoder`."""
-        import warnings
-
-        warnings.warn("ClipBackbone.set_depth_encoder is deprecated; use with_depth_encoder()", DeprecationWarning, 2)
-        other = self.with_depth_encoder(path)
-        self._depth, self._depth_weights = other._depth, other._depth_weights
-
     def describe(self) -> str:
         """One line: model, weights, depth encoder."""
         s = f"{self.model_name}, weights: {self.weights.describe()}"
@@ -424,8 +417,10 @@ class ClipBackbone(nn.Module):
         cached = self._text_cache.get(key)
         if cached is not None:
             return cached
-        tokens = self.tokenizer([template.format(c) for c in classes]).to(self.device)
-        return self._text_cache.put(key, self.encode_text_tokens(tokens))
+        prompts = [template.format(c) for c in classes]
+        feats = [self.encode_text_tokens(self.tokenizer(prompts[i : i + _TEXT_BATCH]).to(self.device))
+                 for i in range(0, len(prompts), _TEXT_BATCH)]  # bounded activations for long class lists
+        return self._text_cache.put(key, torch.cat(feats) if feats else torch.zeros(0, self.embed_dim, device=self.device))
 
     @torch.inference_mode()
     def encode_text_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

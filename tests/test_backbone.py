@@ -134,12 +134,12 @@ def test_depth_encoder_of_another_architecture_is_a_clear_error(tiny_backbone, t
     path = tmp_path / "best_eval.pth"
     torch.save(sd, path)
     with pytest.raises(CheckpointError, match="wrong shape"):
-        tiny_backbone.set_depth_encoder(path)
+        tiny_backbone.with_depth_encoder(path)
     assert tiny_backbone.depth_encoder is None
     junk = tmp_path / "junk.pth"
     torch.save({"foo.bar": torch.zeros(2)}, junk)
     with pytest.raises(CheckpointError, match="no CLIP visual tower"):
-        tiny_backbone.set_depth_encoder(junk)
+        tiny_backbone.with_depth_encoder(junk)
 
 
 def test_encoder_choice_errors(tiny_backbone):
@@ -173,7 +173,7 @@ def test_real_vit_b_32_architecture_with_released_depth_encoder_layout(tmp_path)
     depth_sd = _perturbed(visual, seed=5)
     path = tmp_path / "best_eval.pth"
     torch.save(_released_layout(depth_sd, visual), path)
-    bb.set_depth_encoder(path)
+    bb = bb.with_depth_encoder(path)
     images = torch.randn(2, 3, 224, 224)
     depth_features = bb.encode_images(images, "depth")
     bb.model.visual.load_state_dict(depth_sd)  # the same weights in the CLIP slot give the same features
