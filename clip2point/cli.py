@@ -314,33 +314,14 @@ def _classes(args) -> list[str]:
 
 
 def _run_backbone_info(run_dir: str) -> dict:
-    """The ``backbone`` entry of a few-shot run's config.json, type-checked (the folder may come from anywhere).
+    """The ``backbone`` entry of a few-shot run's config.json, checked (the folder may come from anywhere).
 
     Raises:
         CheckpointError: no config.json, unreadable, not JSON, or fields of the wrong type.
     """
-    from .errors import CheckpointError
-    from .weights import describe_os_error
+    from .fewshot import read_run_config
 
-    cfg_path = Path(run_dir) / "config.json"
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{run_dir} is not a few-shot run folder (no config.json); train one with `clip2point fewshot`")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CheckpointError(describe_os_error(e, cfg_path, "read the run's config")) from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({type(e).__name__}: {' '.join(str(e).split())[:160]}); the run "
-                              "folder is damaged, train the run again") from None
-    info = cfg.get("backbone", {}) if isinstance(cfg, dict) else None
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{cfg_path}: 'backbone' is not a JSON object; the run folder is damaged, train the run again")
-    types = {"model_name": str, "weights_kind": str, "weights_location": str, "paths": str, "depth_encoder": (str, type(None))}
-    bad = [k for k, t in types.items() if k in info and not isinstance(info[k], t)]
-    if bad:
-        raise CheckpointError(f"{cfg_path}: backbone fields {', '.join(bad)} have the wrong type; the run folder is damaged, "
-                              "train the run again")
-    return info
+    return read_run_config(run_dir)["backbone"]
 
 
 def _adapter_backbone(args):
@@ -513,9 +494,17 @@ def cmd_fewshot(args) -> int:
     config.validate()  # settings errors before the model loads
     _check_numbers(args)
     check_output_dir(args.out_dir)  # an unwritable -o fails now, not after encoding
+    import torch
+
     backbone = _backbone(args)
     stop = threading.Event()
-    result = _run_with_progress(args, config, backbone, stop)
+    # bitwise-repeatable kernels for this command only (a library call never flips this process-wide flag)
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        result = _run_with_progress(args, config, backbone, stop)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
     m = result.metrics
     if args.json:
         print(json.dumps(m))

@@ -40,7 +40,6 @@ import logging
 import math
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
@@ -58,7 +57,7 @@ from .evaluate import EvalResult, iter_batches
 from .gdpa import GATES, GatedDualPathAdapter, GDPAConfig
 from .rng import private_rng
 from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
-from .weights import load_state_dict_file, save_state_dict_atomic
+from .weights import describe_os_error, load_state_dict_file, save_state_dict_atomic, write_json_atomic, write_text_atomic
 from .zeroshot import ZeroShotResult
 
 log = logging.getLogger(__name__)
@@ -727,22 +726,6 @@ def _stop_checker(should_stop: Callable[[], bool] | Any | None) -> Callable[[], 
     return should_stop
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write text via a temporary file in the same folder and a rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")  # plain open: umask permissions
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _write_json_atomic(path: Path, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=1))
-
-
 def _nan_to_none(obj: Any) -> Any:
     """Replace float NaN/inf by None recursively (strict JSON for metrics.json)."""
     if isinstance(obj, float):
@@ -780,16 +763,19 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         how the run's encoders were loaded; may be empty), ``view_labels``.
 
     Raises:
-        CheckpointError: no config.json, unreadable or invalid JSON, or fields of the wrong type.
+        CheckpointError: no config.json (or a link leading out of the folder), unreadable or invalid
+            JSON, or fields of the wrong type.
     """
     path = _run_file(Path(run_dir), "config")
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a few-shot run folder (no config.json); train one with `clip2point fewshot`")
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err}); the run folder is damaged, "
-                              "train the run again") from None
+    except OSError as err:
+        raise CheckpointError(describe_os_error(err, path, "read the run's config")) from None
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({type(err).__name__}: {' '.join(str(err).split())[:160]}); the run "
+                              "folder is damaged, train the run again") from None
     problems = []
     if not isinstance(cfg, dict):
         problems.append("not a JSON object")
@@ -801,10 +787,14 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         problems.append("'classes' holds non-strings")
     cfg.setdefault("paths", "clip+clip")
     if cfg["paths"] not in ("depth+clip", "clip+clip"):
-        problems.append(f"'paths' is {cfg['paths']!r}")
-    cfg.setdefault("backbone", {})
-    if not isinstance(cfg["backbone"], dict):
+        problems.append(f"'paths' is {str(cfg['paths'])[:40]!r}")
+    info = cfg.setdefault("backbone", {})
+    if not isinstance(info, dict):
         problems.append("'backbone' is not an object")
+    else:
+        types = {"model_name": str, "weights_kind": str, "weights_location": str, "paths": str, "describe": str,
+                 "depth_encoder": (str, type(None))}
+        problems += [f"backbone field {k!r} has the wrong type" for k, t in types.items() if k in info and not isinstance(info[k], t)]
     if problems:
         raise CheckpointError(f"{path} is not a valid few-shot run config ({'; '.join(problems)}); the run folder is "
                               "damaged, train the run again")
@@ -1000,7 +990,7 @@ class _Run:
 
     # -- checkpoints -------------------------------------------------------------------------
     def write_config(self, model: GatedDualPathAdapter) -> None:
-        _write_json_atomic(self.run_dir / RUN_FILES["config"], {
+        write_json_atomic(self.run_dir / RUN_FILES["config"], {
             "format": "clip2point-fewshot-run/1", "fewshot": self.config.to_dict(), "gdpa": asdict(model.config),
             "classes": self.classes, "view_labels": self.view_labels, "paths": self.paths,
             "backbone": _backbone_info(self.backbone, self.paths),
@@ -1143,7 +1133,7 @@ class _Run:
         }
         metrics["plots"] = self.write_plots(metrics, history) if cfg.plots else {}
         metrics = _nan_to_none(metrics)
-        _write_json_atomic(self.run_dir / RUN_FILES["metrics"], metrics)
+        write_json_atomic(self.run_dir / RUN_FILES["metrics"], metrics)
         return metrics
 
     def write_plots(self, metrics: dict[str, Any], history: list[EpochStats]) -> dict[str, str]:
@@ -1205,7 +1195,7 @@ def run_fewshot(
     generators (initialisation, dropout masks, shuffling, re-samples): nothing process-global is
     changed, so runs may train in background threads beside other work. Bitwise-repeatable runs
     on the CPU also want ``torch.use_deterministic_algorithms(True)``, which the ``clip2point
-    fewshot`` command sets for its own process (a library never flips it). Training uses autocast
+    fewshot`` command turns on while it runs (a library call never flips it). Training uses autocast
     (bfloat16, else float16 with loss scaling) on CUDA.
     """
     return _Run(config, backbone, progress, should_stop).execute()

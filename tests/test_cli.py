@@ -214,7 +214,8 @@ def test_adapter_run_config_and_explicit_model(tmp_path, capsys, monkeypatch):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"backbone": {"model_name": "tiny-ViT-test", "weights_kind": "file",
+    (run / "config.json").write_text(json.dumps({"fewshot": {}, "gdpa": {}, "classes": ["a", "b"],
+                                                 "backbone": {"model_name": "tiny-ViT-test", "weights_kind": "file",
                                                               "weights_location": "/w/tiny.pt", "paths": "clip+clip"}}))
     seen = {}
 

@@ -435,7 +435,7 @@ def test_cli_zeroshot_adapter_with_a_tampered_run_config(payloads, markers, shap
                                            "weights_location": str(payloads["ts_tuple_state.pt"]), "paths": "clip+clip"})
     args = ["zeroshot", str(shape_npy), "--adapter", str(run)]
     _assert_one_line_refusal(_cli(args), "refused", "ts_tuple_state.pt")
-    (run / "config.json").write_text(json.dumps({"classes": ["a"], "backbone": {
+    (run / "config.json").write_text(json.dumps({"fewshot": {}, "gdpa": {}, "classes": ["a"], "backbone": {
         "model_name": "tiny-ViT-test", "weights_kind": "random", "weights_location": "", "paths": "depth+clip",
         "depth_encoder": str(payloads["reduce_nested.bin"])}}))
     _assert_one_line_refusal(_here(args, capsys), "refused", "reduce_nested.bin")

@@ -576,14 +576,17 @@ class GateViewer:
     """
 
     def __init__(self, run, spec: ModelSpec | None = None, example: str = DEFAULT_EXAMPLE, per_class: int = 4) -> None:
-        from clip2point.fewshot import RUN_FILES
+        from clip2point.fewshot import RUN_FILES, read_run_config
 
         self.run_dir = Path(getattr(run, "run_dir", run))
         mpath = self.run_dir / RUN_FILES["metrics"]
         if not mpath.is_file():
             raise Clip2PointError(f"{self.run_dir} has no metrics.json; is it a finished few-shot run?")
-        self.metrics = json.loads(mpath.read_text())
-        self.run_config = json.loads((self.run_dir / RUN_FILES["config"]).read_text())
+        try:
+            self.metrics = json.loads(mpath.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise Clip2PointError(f"{mpath} is not valid JSON ({err}); the run folder is damaged") from None
+        self.run_config = read_run_config(self.run_dir)
         m = self.metrics
         gate, self.where = m.get("gate_weights"), "test"
         if not gate:
