@@ -15,8 +15,10 @@ What differs from the release, on purpose:
 * **Validation never touches a test set**: zero-shot accuracy on a held-out part of ModelNet's
   *train* split (first N shapes per class) picks the best checkpoint (the release picked on test).
 * **Reproducible and resumable**: each sample's view, point subset and distance jitter depend
-  only on (seed, epoch, index); checkpoints hold model, optimizer, scheduler and RNG state, and
-  ``resume`` continues at the same step with the same state.
+  only on (seed, epoch, index), drawn from their own seeded generators (a run never seeds or
+  reads the process-wide RNGs, so it can run in a notebook beside other work); checkpoints hold
+  model, optimizer and scheduler state, and ``resume`` continues at the same step with the same
+  state.
 
 Optimizer detail: ``timm.optim.Lamb`` with ``bias_correction=False`` and no global gradient
 clipping, the closest match to ``torch_optimizer.Lamb``'s defaults used by the released code
@@ -30,7 +32,6 @@ import datetime
 import json
 import logging
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -359,31 +360,6 @@ def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def _rng_state(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
-    return {"numpy": [kind, int(pos), int(has_gauss), float(gauss)], "python": _jsonable(random.getstate())}
-
-
-def _jsonable(x: Any) -> Any:
-    return [_jsonable(v) for v in x] if isinstance(x, (list, tuple)) else x
-
-
-def _restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
-    kind, pos, has_gauss, gauss = meta["numpy"]
-    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, state, g = meta["python"]
-    random.setstate((version, tuple(state), g))
-
-
 def save_checkpoint(
     ckpt_dir: str | os.PathLike,
     step: int,
@@ -395,10 +371,11 @@ def save_checkpoint(
 ) -> Path:
     """Write ``step_XXXXXXXX.safetensors`` + ``.json`` atomically, then point ``last.json`` at them.
 
-    The tensors (model, optimizer moments, RNG states) go to safetensors via
+    The tensors (model, optimizer moments) go to safetensors via
     :func:`clip2point.weights.save_state_dict_atomic`; the JSON holds the step, optimizer
-    hyper-parameters, scheduler state, Python/NumPy RNG state and ``extra`` (config, best
-    validation). ``last.json`` is replaced last, so a crash at any moment leaves the previous
+    hyper-parameters, scheduler state and ``extra`` (config, best validation). No random state
+    is saved: every random draw of a run comes from generators seeded by (seed, epoch, index),
+    never from the process-wide RNGs (older checkpoints' ``rng`` entries are ignored). ``last.json`` is replaced last, so a crash at any moment leaves the previous
     checkpoint usable. Older step checkpoints beyond ``keep`` are deleted.
 
     Returns:
@@ -413,7 +390,7 @@ def save_checkpoint(
         "tensors": f"step_{step:08d}.safetensors",
         "optimizer": _split_tensors(optimizer.state_dict(), "optim", tensors),
         "scheduler": _split_tensors(scheduler.state_dict(), "sched", tensors),
-        "rng": _rng_state(tensors),
+        "rng": {},  # every draw comes from generators seeded by (seed, epoch, index): no global RNG state to keep
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
     }
@@ -484,7 +461,6 @@ def load_checkpoint(
     model: PretrainModel,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    restore_rng: bool = True,
 ) -> dict[str, Any]:
     """Restore a checkpoint in place; return its JSON state (``step``, ``best``, ``config`` …).
 
@@ -505,10 +481,8 @@ def load_checkpoint(
             optimizer.load_state_dict(opt)
         if scheduler is not None:
             scheduler.load_state_dict(_join_tensors(meta["scheduler"], tensors))
-        if restore_rng:
-            _restore_rng(meta["rng"], tensors)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as e:
-        raise CheckpointError(f"{ckpt_json}: the optimizer, scheduler or random state in the checkpoint is malformed "
+        raise CheckpointError(f"{ckpt_json}: the optimizer or scheduler state in the checkpoint is malformed "
                               f"({type(e).__name__}: {' '.join(str(e).split())[:160]}); resume from another checkpoint "
                               "or start again") from None
     return meta
@@ -676,13 +650,6 @@ class TrainSummary:
 # the run
 
 
-def _seed_everything(seed: int) -> None:
-    """Seed torch, NumPy's and Python's global RNGs (training draws use their own seeded generators)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
 def _amp_dtype(cfg: PretrainConfig, device: torch.device) -> torch.dtype | None:
     if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
@@ -775,7 +742,6 @@ def _train(cfg: PretrainConfig, env: DistEnv, source: PairSource | Callable[[int
         log.info("validation: %d shapes of %s/train (%d per class; test is never used)", len(val_set), cfg.val_dataset, cfg.val_per_class)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    _seed_everything(cfg.seed)
     backbone = _load_init_backbone(cfg, env)
     _prepare_pairs(cfg, env, backbone, source)
     if prepare_only:
