@@ -57,7 +57,7 @@ from .evaluate import EvalResult, iter_batches
 from .gdpa import GATES, GatedDualPathAdapter, GDPAConfig
 from .rng import private_rng
 from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
-from .weights import describe_os_error, load_state_dict_file, save_state_dict_atomic, write_json_atomic, write_text_atomic
+from .weights import load_state_dict_file, read_json, save_state_dict_atomic, write_json_atomic, write_text_atomic
 from .zeroshot import ZeroShotResult
 
 log = logging.getLogger(__name__)
@@ -473,14 +473,20 @@ class FeatureCache:
         except CheckpointError as err:
             log.warning("ignoring the feature cache: %s", err)
             return None
-        stored = json.loads(meta.get("fingerprint", "{}"))
-        if stored != json.loads(json.dumps(fingerprint, sort_keys=True)):
+        try:
+            stored = json.loads(meta.get("fingerprint", "{}"))
+            passes = {str(k): int(v) for k, v in json.loads(meta.get("passes", "{}")).items()}
+        except (ValueError, TypeError, AttributeError) as err:
+            log.warning("ignoring the feature cache %s: damaged metadata (%s)", path, err)
+            return None
+        if not isinstance(stored, dict) or stored != json.loads(json.dumps(fingerprint, sort_keys=True)):
+            stored = stored if isinstance(stored, dict) else {}
             changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
             log.warning("feature cache %s was made with other settings (%s); encoding again", path, ", ".join(changed))
             return None
         splits = {n: s for n in ("train", "val", "test") if (s := SplitFeatures.from_tensors(sd, n)) is not None}
         log.info("reusing cached features of %s from %s", ", ".join(splits) or "no split", path)
-        return cls(splits, fingerprint, json.loads(meta.get("passes", "{}")))
+        return cls(splits, fingerprint, passes)
 
 
 def encode_split(
@@ -705,17 +711,23 @@ class _Trainer:
         sd, meta = load_state_dict_file(path)
         if meta.get("format") != "clip2point-fewshot-checkpoint/1":
             raise CheckpointError(f"{path} is not a clip2point few-shot checkpoint; start a new run (without --resume)")
-        self.model.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("model.")})
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in sd.items():
-            if k.startswith("optim."):
-                _, i, name = k.split(".", 2)
-                state.setdefault(int(i), {})[name] = v
-        self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-        scaler = json.loads(meta.get("scaler", "{}"))
-        if scaler and self.scaler.is_enabled():
-            self.scaler.load_state_dict(scaler)
-        return json.loads(meta["state"])
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("model.")})
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for k, v in sd.items():
+                if k.startswith("optim."):
+                    _, i, name = k.split(".", 2)
+                    state.setdefault(int(i), {})[name] = v
+            self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+            scaler = json.loads(meta.get("scaler", "{}"))
+            if scaler and self.scaler.is_enabled():
+                self.scaler.load_state_dict(scaler)
+            run_state = json.loads(meta["state"])
+            int(run_state["epoch"]), int(run_state["best_epoch"]), float(run_state["best_val_acc"])
+            return run_state
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: the checkpoint does not fit this run or is damaged ({type(err).__name__}: "
+                                  f"{' '.join(str(err).split())[:160]}); start a new run (without --resume)") from None
 
 
 def _stop_checker(should_stop: Callable[[], bool] | Any | None) -> Callable[[], bool]:
@@ -769,13 +781,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = _run_file(Path(run_dir), "config")
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a few-shot run folder (no config.json); train one with `clip2point fewshot`")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise CheckpointError(describe_os_error(err, path, "read the run's config")) from None
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({type(err).__name__}: {' '.join(str(err).split())[:160]}); the run "
-                              "folder is damaged, train the run again") from None
+    cfg = read_json(path, "run config", "the run folder is damaged, train the run again")
     problems = []
     if not isinstance(cfg, dict):
         problems.append("not a JSON object")

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "KNOWN_CHECKPOINTS", "KnownCheckpoint", "weights_dirs", "find_weight_files",
     "load_state_dict_file", "read_torchscript_state_dict", "save_state_dict_atomic", "write_json_atomic",
-    "write_text_atomic", "remove_stale_temp_files", "resolve_inside", "describe_os_error", "CHECKPOINT_SUFFIXES",
+    "write_text_atomic", "read_json", "remove_stale_temp_files", "resolve_inside", "describe_os_error", "CHECKPOINT_SUFFIXES",
     "MAX_ZIP_EXPANSION", "STALE_TEMP_AGE_S",
 ]
 
@@ -203,6 +203,26 @@ def _write_error(path: Path, err: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------------
 # paths inside a folder
+
+
+def read_json(path: str | os.PathLike, what: str, fix: str = "the folder is damaged",
+              error: type[Clip2PointError] = CheckpointError) -> Any:
+    """Parse a JSON file of a run, checkpoint or cache folder (it may come from anywhere).
+
+    Args:
+        path: the file. what: what it is, for the message ("run config"). fix: what to do.
+        error: the :class:`Clip2PointError` subclass to raise.
+
+    Raises:
+        ``error``: the file cannot be read (the OS's true reason) or is not valid UTF-8 JSON.
+    """
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(describe_os_error(e, p, f"read the {what}")) from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise error(f"{p}: not valid JSON for a {what} ({type(e).__name__}: {' '.join(str(e).split())[:160]}); {fix}") from None
 
 
 def resolve_inside(folder: str | os.PathLike, name: Any, what: str = "file") -> Path:

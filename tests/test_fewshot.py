@@ -228,6 +228,23 @@ def test_history_is_appended_and_resume_drops_lines_written_after_the_checkpoint
 
 
 @needs_data
+def test_damaged_checkpoint_metadata_is_a_clear_error_and_a_damaged_cache_is_re_encoded(tiny_backbone, tmp_path):
+    from clip2point.weights import save_state_dict_atomic
+
+    stop, progress = stop_after(1)
+    run_fewshot(config(tmp_path, epochs=3), tiny_backbone, progress=progress, should_stop=stop)
+    sd, meta = load_state_dict_file(tmp_path / "features.safetensors")
+    save_state_dict_atomic(sd, tmp_path / "features.safetensors", {**meta, "fingerprint": "{not json"})
+    last, meta = load_state_dict_file(tmp_path / "last.safetensors")
+    save_state_dict_atomic(last, tmp_path / "last.safetensors", {**meta, "state": '{"epoch": "one"}'})
+    with pytest.raises(CheckpointError, match="last.safetensors: the checkpoint does not fit this run or is damaged"):
+        run_fewshot(config(tmp_path, epochs=3, resume=True), tiny_backbone)
+    save_state_dict_atomic(last, tmp_path / "last.safetensors", meta)  # the checkpoint repaired: resumes, re-encodes
+    resumed = run_fewshot(config(tmp_path, epochs=3, resume=True), tiny_backbone)
+    assert resumed.status == "completed" and resumed.metrics["encoder_passes"]["this_session"] == (20 + 10 + 10) * 10  # all splits again
+
+
+@needs_data
 def test_a_run_changes_no_process_global_torch_state(tiny_backbone, tmp_path):
     import logging
 

@@ -51,7 +51,7 @@ from ..render import (
 )
 from ..render.rasterize import zbuffer_chunks
 from ..render.shading import shade_zbuffer_inf_
-from ..weights import describe_os_error, load_state_dict_file, resolve_inside, save_state_dict_atomic, write_json_atomic
+from ..weights import load_state_dict_file, read_json, resolve_inside, save_state_dict_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -411,13 +411,7 @@ def read_index(cache_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(cache_dir) / INDEX_NAME
     if not path.is_file():
         return None
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DatasetError(describe_os_error(e, path, "read the pair-cache index")) from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise DatasetError(f"{path}: unreadable pair-cache index ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
-                           "delete the folder to rebuild it") from None
+    index = read_json(path, "pair-cache index", "delete the folder to rebuild it", DatasetError)
     problem = _index_problem(index)
     if problem:
         raise DatasetError(f"{path}: not a clip2point pair cache ({problem}); delete the folder to rebuild it")

@@ -46,7 +46,7 @@ from torch import nn
 from ..errors import CheckpointError, Clip2PointError
 from ..render import RasterSettings, clip_normalize
 from ..weights import (
-    describe_os_error, load_state_dict_file, resolve_inside, save_state_dict_atomic, write_json_atomic, write_text_atomic,
+    load_state_dict_file, read_json, resolve_inside, save_state_dict_atomic, write_json_atomic, write_text_atomic,
 )
 from .data import (
     BackboneImageEncoder, PairBatch, PairDataset, PairSource, build_pair_cache, collate_pairs, feature_key,
@@ -404,17 +404,7 @@ def save_checkpoint(
     return step_json
 
 
-def _read_json(path: Path, what: str) -> Any:
-    """A JSON file of a run folder; CheckpointError with the true reason when it cannot be read."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CheckpointError(describe_os_error(e, path, f"read the {what}")) from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{path}: the {what} is not valid JSON ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
-                              "the run folder is damaged") from None
-
-
+_DAMAGED = "the run folder is damaged"
 _CHECKPOINT_FIELDS = {"step": int, "tensors": str, "optimizer": dict, "scheduler": dict, "rng": dict}
 
 
@@ -429,7 +419,7 @@ def checkpoint_state(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], Path
             or naming a tensor file outside its folder (absolute path, ``..``, a symlink elsewhere).
     """
     path = Path(ckpt_json)
-    meta = _read_json(path, "pre-training checkpoint")
+    meta = read_json(path, "pre-training checkpoint", _DAMAGED)
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{path}: not a clip2point pre-training checkpoint (format {fmt!r})")
@@ -526,7 +516,7 @@ def export_depth_encoder(run_dir: str | os.PathLike, out: str | os.PathLike, whi
         if not best.is_file():
             raise CheckpointError(f"{run_dir}: no best.safetensors (the run had no --val-data); use --checkpoint last")
         sd, _ = load_state_dict_file(best)
-        info = _read_json(run_dir / "best.json", "best checkpoint's description") if (run_dir / "best.json").is_file() else {}
+        info = read_json(run_dir / "best.json", "best checkpoint's description", _DAMAGED) if (run_dir / "best.json").is_file() else {}
         if not isinstance(info, dict):
             raise CheckpointError(f"{run_dir / 'best.json'}: not a JSON object; the run folder is damaged")
     else:
