@@ -158,6 +158,7 @@ def test_control_opening_the_mtl_is_detected(secrets):
     subprocess.run([sys.executable, "-c", f"p = {path!r}; {code}"], capture_output=True, timeout=120, check=True)
     if os.stat(mtl).st_atime == before:
         pytest.skip("this file system does not update access times, so reads of the .mtl cannot be detected")
+    assert os.stat(mtl).st_atime > before  # an unsafe reader's open of the .mtl is visible to the real tests
 
 
 def _age_atime(path: Path) -> None:

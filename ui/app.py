@@ -47,7 +47,6 @@ from ui.session import (
     DEFAULT_VIEWS,
     ENCODERS,
     REGISTRY,
-    VIEW_SETS,
     AppLimits,
     REPO_ROOT,
     UPLOAD_EXTENSIONS,

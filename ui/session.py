@@ -22,7 +22,6 @@ Nothing here imports a UI toolkit. Long steps report through an optional
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
@@ -30,7 +29,7 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
