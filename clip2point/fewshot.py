@@ -1200,8 +1200,8 @@ def run_fewshot(
     Reproducibility: every random choice derives from ``(config.seed, epoch)`` through private
     generators (initialisation, dropout masks, shuffling, re-samples): nothing process-global is
     changed, so runs may train in background threads beside other work. Bitwise-repeatable runs
-    on the CPU also want ``torch.use_deterministic_algorithms(True)``, which the ``clip2point
-    fewshot`` command turns on while it runs (a library call never flips it). Training uses autocast
+    on the CPU also want torch's deterministic-algorithms flag, which the ``clip2point fewshot``
+    command turns on while it runs (a library call never flips it). Training uses autocast
     (bfloat16, else float16 with loss scaling) on CUDA.
     """
     return _Run(config, backbone, progress, should_stop).execute()

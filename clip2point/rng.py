@@ -1,7 +1,7 @@
 """Reproducible randomness without touching torch's process-wide RNG.
 
-Reseeding the global generator (``torch.manual_seed``, even inside ``torch.random.fork_rng``)
-changes the random numbers of every other thread of the process: in the app, one user's
+Reseeding torch's global generator (even inside a forked-RNG context) changes the random
+numbers of every other thread of the process: in the app, one user's
 few-shot run would perturb another's. Code that must be reproducible draws from its own
 ``torch.Generator`` instead. Third-party code that draws from the global generator without a
 ``generator=`` argument (e.g. open_clip's and ``torch.nn``'s parameter initialisation) is run
