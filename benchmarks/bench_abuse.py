@@ -26,14 +26,11 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +42,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 MN10_TEST = DATA / "modelnet10" / "modelnet10_pcd1024_test.h5"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench_app import AppServer  # noqa: E402 - the same app launcher (benchmarks/ is on sys.path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,50 +96,6 @@ class MemorySampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(2)
-
-
-# ----------------------------------------------------------------------------------------------
-# the server
-
-
-class Server:
-    """``python -m ui.app`` in a subprocess, logging to a file."""
-
-    def __init__(self, args: argparse.Namespace, runs_dir: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        cmd = [sys.executable, "-m", "ui.app", "--port", str(self.port), "--model", args.model, "--weights", "random",
-               "--device", args.device, "--runs-dir", str(runs_dir), "--load-timeout", str(args.load_timeout),
-               "--load-memory-mb", str(args.load_memory_mb)]
-        if DATA.is_dir():
-            cmd += ["--data-dir", str(DATA)]
-        self.log_path = Path(tempfile.gettempdir()) / "bench_abuse_server.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait(self, timeout: float = 300) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if not self.alive:
-                raise RuntimeError(f"the app exited; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.url + "config", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError("the app did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +399,9 @@ def main(argv=None) -> None:
     marker = work / "MARKER_code_ran"
     files = make_files(work, marker)
     ckpts = make_checkpoints(work, marker)
-    server = Server(args, work / "runs")
+    app_args = ["--model", args.model, "--weights", "random", "--device", args.device, "--runs-dir", str(work / "runs"),
+                "--load-timeout", str(args.load_timeout), "--load-memory-mb", str(args.load_memory_mb)]
+    server = AppServer(app_args + (["--data-dir", str(DATA)] if DATA.is_dir() else []), "bench_abuse_server.log")
     try:
         t0 = time.monotonic()
         server.wait()

@@ -92,25 +92,27 @@ def write_classify_shape(folder: Path) -> Path:
     return path
 
 
-class Server:
-    """``python -m ui.app`` in a subprocess."""
+class AppServer:
+    """``python -m ui.app`` in a subprocess on a free port, logging to a temporary file (also used by
+    ``bench_abuse.py``)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, app_args: list[str], log_name: str = "bench_app_server.log") -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        cmd = [sys.executable, "-m", "ui.app", "--port", str(self.port), "--model", args.model, "--device", args.device]
-        if args.weights:
-            cmd += ["--weights", args.weights]
-        if args.batch_images:
-            cmd += ["--batch-images", str(args.batch_images)]
-        self.log = open(Path(tempfile.gettempdir()) / "bench_app_server.log", "w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.log_path = Path(tempfile.gettempdir()) / log_name
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--port", str(self.port), *app_args], cwd=ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def wait(self, timeout: float = 300) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited; see {self.log.name}")
+            if not self.alive:
+                raise RuntimeError(f"the app exited; see {self.log_path}")
             try:
                 with urllib.request.urlopen(self.url + "config", timeout=2):
                     return
@@ -133,7 +135,7 @@ def _upload_args(path: Path, views: str):
     return (handle_file(str(path)), 0, "y", 1024, views, 0.02, "height")
 
 
-def bench_first_result_client(server: Server, folder: Path, runs: int, views: str, classes: str) -> dict:
+def bench_first_result_client(server: AppServer, folder: Path, runs: int, views: str, classes: str) -> dict:
     """(a) via gradio_client, as the page does it: /load_file (views), then its chained /load_file_scores."""
     from gradio_client import Client
 
@@ -157,7 +159,7 @@ def bench_first_result_client(server: Server, folder: Path, runs: int, views: st
     return {"first": first, "final": final, "info": server_steps[-1]}
 
 
-def bench_first_result_browser(server: Server, folder: Path, runs: int, views: str, chromium: str) -> dict | None:
+def bench_first_result_browser(server: AppServer, folder: Path, runs: int, views: str, chromium: str) -> dict | None:
     """(a) on screen: seconds from set_input_files until views / votes are in the DOM."""
     try:
         from playwright.sync_api import expect, sync_playwright
@@ -201,7 +203,7 @@ def bench_first_result_browser(server: Server, folder: Path, runs: int, views: s
     return {"shown": shown, "scored": scored}
 
 
-def bench_concurrent(server: Server, path: Path, clients: int, requests: int, classes: str) -> dict:
+def bench_concurrent(server: AppServer, path: Path, clients: int, requests: int, classes: str) -> dict:
     """(b) ``clients`` threads × ``requests`` /classify calls each."""
     from gradio_client import Client, handle_file
 
@@ -234,7 +236,7 @@ def bench_concurrent(server: Server, path: Path, clients: int, requests: int, cl
     return {"latencies": latencies, "failures": failures, "wall": wall, "total": clients * requests}
 
 
-def bench_a(server: Server, folder: Path, args: argparse.Namespace, classes: str) -> None:
+def bench_a(server: AppServer, folder: Path, args: argparse.Namespace, classes: str) -> None:
     """Run and print (a)."""
     a = bench_first_result_client(server, folder, args.runs, args.views, classes)
     print(f"\n(a) 100k-point upload, {args.views} views, 40 classes, fresh session each run ({args.runs} runs)")
@@ -253,7 +255,7 @@ def bench_a(server: Server, folder: Path, args: argparse.Namespace, classes: str
                   f"(min {min(b['scored']):.2f}, max {max(b['scored']):.2f})")
 
 
-def bench_b(server: Server, shape: Path, args: argparse.Namespace, classes: str) -> None:
+def bench_b(server: AppServer, shape: Path, args: argparse.Namespace, classes: str) -> None:
     """Run and print (b)."""
     c = bench_concurrent(server, shape, args.clients, args.requests, classes)
     lat = c["latencies"]
@@ -284,7 +286,12 @@ def main(argv=None) -> None:
     classes = ", ".join(MODELNET40)
     print(f"clip2point app benchmark · {args.model} · device {args.device} · {os.cpu_count()} CPU cores · "
           f"load average before: {os.getloadavg()[0]:.2f} (other processes compete for the cores when it is > 0.5)")
-    server = Server(args)
+    app_args = ["--model", args.model, "--device", args.device]
+    if args.weights:
+        app_args += ["--weights", args.weights]
+    if args.batch_images:
+        app_args += ["--batch-images", str(args.batch_images)]
+    server = AppServer(app_args)
     folder = Path(tempfile.mkdtemp(prefix="bench_app_"))
     try:
         t0 = time.perf_counter()

@@ -542,11 +542,11 @@ def cmd_info(args) -> int:
     from .weights import KNOWN_CHECKPOINTS, find_weight_files, weights_dirs
 
     def version(mod: str) -> str:
-        try:
-            from importlib.metadata import version as v
+        from importlib.metadata import PackageNotFoundError, version as v
 
+        try:
             return v(mod)
-        except Exception:
+        except PackageNotFoundError:
             return "not installed"
 
     print(f"clip2point {__version__}  python {platform.python_version()}  torch {torch.__version__}  "
