@@ -62,7 +62,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from .errors import Clip2PointError, PointCloudFileError, UnsupportedFormatError
+from ..errors import Clip2PointError, PointCloudFileError, UnsupportedFormatError
 
 __all__ = [
     "PointCloud",
