@@ -7,6 +7,7 @@ open_clip. The authors' pre-trained depth encoder (``best_eval.pth``: keys
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import threading
@@ -28,9 +29,10 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BackboneConfig", "WeightsSource", "ClipBackbone", "load_backbone", "resolve_weights",
     "load_depth_encoder", "extract_visual_state_dict", "build_architecture", "TextFeatureCache",
-    "DEFAULT_MODEL", "DEFAULT_TEMPLATE",
+    "DEFAULT_MODEL", "DEFAULT_TEMPLATE", "model_image_size", "default_tag",
 ]
 
+#: CLIP2Point's architecture (Huang et al., §4.1): the default everywhere a model is not named.
 DEFAULT_MODEL = "ViT-B-32"
 #: Prompt template of CLIP2Point's released zero-shot code (§4).
 DEFAULT_TEMPLATE = "image of a {}"
@@ -44,6 +46,18 @@ def _open_clip():
     if "tiny-ViT-test" not in open_clip.list_models():
         open_clip.add_model_config(_CONFIG_DIR)
     return open_clip
+
+
+@functools.lru_cache(maxsize=16)
+def model_image_size(model_name: str) -> int:
+    """Input size (pixels, square side) of ``model_name``'s visual tower, from its open_clip config.
+
+    No weights are loaded and no model is built. An unknown name, or a config without
+    ``vision_cfg.image_size``, gives 224 (CLIP's usual size).
+    """
+    cfg = _open_clip().get_model_config(model_name) or {}
+    size = cfg.get("vision_cfg", {}).get("image_size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
 @dataclass(frozen=True)

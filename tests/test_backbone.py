@@ -481,3 +481,12 @@ save_state_dict_atomic({{"a": torch.zeros(4)}}, {str(target)!r})
     write_json_atomic(tmp_path / "meta.json", {"ok": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.safetensors", "meta.json", fresh.name])
     assert torch.equal(load_state_dict_file(target)[0]["a"], torch.ones(4))
+
+
+def test_model_image_size_reads_the_config_without_building_a_model():
+    from clip2point.backbone import DEFAULT_MODEL, model_image_size
+
+    assert DEFAULT_MODEL == "ViT-B-32"
+    assert model_image_size(DEFAULT_MODEL) == 224
+    assert model_image_size("tiny-ViT-test") == 224
+    assert model_image_size("no-such-model") == 224
