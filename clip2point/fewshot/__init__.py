@@ -50,15 +50,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .backbone import DEFAULT_TEMPLATE, ClipBackbone
-from .datasets import PointCloudDataset, open_dataset
-from .errors import CheckpointError, Clip2PointError, DatasetError
-from .evaluate import EvalResult, iter_batches
-from .gdpa import GATES, GatedDualPathAdapter, GDPAConfig
-from .rng import private_rng
-from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
-from .weights import load_state_dict_file, read_json, save_state_dict_atomic, write_json_atomic, write_text_atomic
-from .zeroshot import ZeroShotResult
+from ..backbone import DEFAULT_TEMPLATE, ClipBackbone
+from ..datasets import PointCloudDataset, open_dataset
+from ..errors import CheckpointError, Clip2PointError, DatasetError
+from ..evaluate import EvalResult, iter_batches
+from ..gdpa import GATES, GatedDualPathAdapter, GDPAConfig
+from ..rng import private_rng
+from ..render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
+from ..weights import load_state_dict_file, read_json, save_state_dict_atomic, write_json_atomic, write_text_atomic
+from ..zeroshot import ZeroShotResult
 
 log = logging.getLogger(__name__)
 
@@ -1143,7 +1143,7 @@ class _Run:
         return metrics
 
     def write_plots(self, metrics: dict[str, Any], history: list[EpochStats]) -> dict[str, str]:
-        from .plots import save_confusion_matrix, save_gate_weights, save_training_curves
+        from ..plots import save_confusion_matrix, save_gate_weights, save_training_curves
 
         cfg, out = self.config, {}
         tag = f"{cfg.dataset} {cfg.shots}-shot, gate {cfg.gate}, {self.paths}" + (
@@ -1281,7 +1281,7 @@ class FewShotClassifier:
         Raises:
             Clip2PointError: empty, NaN/inf or degenerate points.
         """
-        from .render import as_points_tensor
+        from ..render import as_points_tensor
 
         pts = as_points_tensor(points)
         res = self.predict_features(*self.encoder.encode(pts))
