@@ -47,7 +47,7 @@ def _one_line(text: str) -> str:
 
 def error_line(err: BaseException) -> tuple[str, int]:
     """The one-line message and exit status for an exception (see the module docstring)."""
-    from .weights import describe_os_error
+    from .checkpoints import describe_os_error
 
     if isinstance(err, Clip2PointError):
         return _one_line(str(err)), 2
@@ -94,7 +94,7 @@ def run_command(fn: Callable[[argparse.Namespace], int], args: argparse.Namespac
 
 def _probe(folder: Path, what: Path) -> None:
     """Create and remove a temporary file in ``folder``: the only true test that it can be written."""
-    from .weights import describe_os_error
+    from .checkpoints import describe_os_error
 
     probe = folder / f".{what.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
@@ -114,7 +114,7 @@ def check_output_dir(path: str | os.PathLike) -> Path:
         Clip2PointError: the folder cannot be created or written (the OS reason: permission
             denied, read-only file system, a file in the way, symlink loop, …).
     """
-    from .weights import describe_os_error
+    from .checkpoints import describe_os_error
 
     p = Path(path)
     try:
@@ -135,7 +135,7 @@ def check_output_file(path: str | os.PathLike) -> Path:
         Clip2PointError: ``path`` is a folder, its folder cannot be created or written, or the
             existing file is not writable.
     """
-    from .weights import describe_os_error
+    from .checkpoints import describe_os_error
 
     p = Path(path)
     if p.is_dir():

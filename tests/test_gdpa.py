@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from clip2point.errors import Clip2PointError
 from clip2point.gdpa import GatedDualPathAdapter, GDPAConfig
-from clip2point.weights import load_state_dict_file, save_state_dict_atomic
+from clip2point.checkpoints import load_state_dict_file, save_state_dict_atomic
 
 V, D, C, B = 10, 32, 5, 12
 

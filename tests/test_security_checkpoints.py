@@ -41,7 +41,7 @@ from torch import nn
 
 from clip2point.backbone import load_backbone, load_depth_encoder
 from clip2point.errors import CheckpointError
-from clip2point.weights import load_state_dict_file
+from clip2point.checkpoints import load_state_dict_file
 from helpers import DATA, needs_data
 
 #: Registers ``c2p_test::touch(str path) -> int`` (creates the file) once per process.
@@ -328,7 +328,7 @@ def test_pretrain_checkpoint_index_cannot_point_outside_its_folder(payloads, mar
 
 
 def test_resolve_inside_rules(tmp_path):
-    from clip2point.weights import resolve_inside
+    from clip2point.checkpoints import resolve_inside
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.safetensors").write_bytes(b"x")

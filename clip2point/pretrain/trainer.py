@@ -45,8 +45,9 @@ from torch import nn
 
 from ..errors import CheckpointError, Clip2PointError
 from ..render import RasterSettings, clip_normalize
-from ..weights import (
-    load_state_dict_file, read_json, resolve_inside, save_state_dict_atomic, write_json_atomic, write_text_atomic,
+from ..checkpoints import (
+    load_state_dict_file, load_training_state, read_json, resolve_inside, save_state_dict_atomic, save_training_state,
+    write_json_atomic, write_text_atomic,
 )
 from .data import (
     BackboneImageEncoder, PairBatch, PairDataset, PairSource, build_pair_cache, collate_pairs, feature_key,
@@ -338,28 +339,6 @@ def train_step(
 # checkpoints
 
 
-def _split_tensors(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:
-    """JSON-able copy of ``obj`` with every tensor moved into ``out`` (replaced by ``{"__tensor__": key}``)."""
-    if isinstance(obj, torch.Tensor):
-        out[prefix] = obj.detach().cpu()
-        return {"__tensor__": prefix}
-    if isinstance(obj, dict):
-        return {str(k): _split_tensors(v, f"{prefix}.{k}", out) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_split_tensors(v, f"{prefix}.{i}", out) for i, v in enumerate(obj)]
-    return obj
-
-
-def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, dict):
-        if set(obj) == {"__tensor__"}:
-            return tensors[obj["__tensor__"]]
-        return {k: _join_tensors(v, tensors) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_join_tensors(v, tensors) for v in obj]
-    return obj
-
-
 def save_checkpoint(
     ckpt_dir: str | os.PathLike,
     step: int,
@@ -372,7 +351,7 @@ def save_checkpoint(
     """Write ``step_XXXXXXXX.safetensors`` + ``.json`` atomically, then point ``last.json`` at them.
 
     The tensors (model, optimizer moments) go to safetensors via
-    :func:`clip2point.weights.save_state_dict_atomic`; the JSON holds the step, optimizer
+    :func:`clip2point.checkpoints.save_training_state`; the JSON holds the step, optimizer
     hyper-parameters, scheduler state and ``extra`` (config, best validation). No random state
     is saved: every random draw of a run comes from generators seeded by (seed, epoch, index),
     never from the process-wide RNGs (older checkpoints' ``rng`` entries are ignored). ``last.json`` is replaced last, so a crash at any moment leaves the previous
@@ -383,18 +362,18 @@ def save_checkpoint(
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensor_file = f"step_{step:08d}.safetensors"
+    parts = save_training_state(ckpt_dir / tensor_file, model, optimizer, scheduler, format=CHECKPOINT_FORMAT,
+                                metadata={"step": str(step)})
     meta = {
         "format": CHECKPOINT_FORMAT,
         "step": int(step),
-        "tensors": f"step_{step:08d}.safetensors",
-        "optimizer": _split_tensors(optimizer.state_dict(), "optim", tensors),
-        "scheduler": _split_tensors(scheduler.state_dict(), "sched", tensors),
+        "tensors": tensor_file,
+        **parts,
         "rng": {},  # every draw comes from generators seeded by (seed, epoch, index): no global RNG state to keep
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
     }
-    save_state_dict_atomic(tensors, ckpt_dir / meta["tensors"], {"format": CHECKPOINT_FORMAT, "step": str(step)})
     step_json = ckpt_dir / f"step_{step:08d}.json"
     write_json_atomic(step_json, meta)
     write_json_atomic(ckpt_dir / "last.json", meta)
@@ -412,7 +391,7 @@ def checkpoint_state(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], Path
     """(JSON state, tensor file) of a checkpoint, checked without reading the tensors.
 
     The tensor file named by the JSON's ``"tensors"`` must lie in the JSON's folder (see
-    :func:`clip2point.weights.resolve_inside`).
+    :func:`clip2point.checkpoints.resolve_inside`).
 
     Raises:
         CheckpointError: missing, unreadable, malformed, not a clip2point pre-training checkpoint,
@@ -436,7 +415,7 @@ def read_checkpoint(ckpt_json: str | os.PathLike) -> tuple[dict[str, Any], dict[
     """(JSON state, tensors) of a checkpoint written by :func:`save_checkpoint`.
 
     The tensor file must lie in the JSON's folder (see :func:`checkpoint_state`) and is read with
-    the safe loader (:func:`clip2point.weights.load_state_dict_file`).
+    the safe loader (:func:`clip2point.checkpoints.load_state_dict_file`).
 
     Raises:
         CheckpointError: see :func:`checkpoint_state`; an unreadable or unsafe tensor file.
@@ -457,24 +436,10 @@ def load_checkpoint(
     Raises:
         CheckpointError: unreadable, or the model does not fit it.
     """
-    meta, tensors = read_checkpoint(ckpt_json)
-    sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{ckpt_json}: the checkpoint does not fit this model ({str(e).splitlines()[0][:200]}); "
-                              "resume with the --model it was trained with") from None
-    try:
-        if optimizer is not None:
-            opt = _join_tensors(meta["optimizer"], tensors)
-            opt["state"] = {int(k): v for k, v in opt["state"].items()}
-            optimizer.load_state_dict(opt)
-        if scheduler is not None:
-            scheduler.load_state_dict(_join_tensors(meta["scheduler"], tensors))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as e:
-        raise CheckpointError(f"{ckpt_json}: the optimizer or scheduler state in the checkpoint is malformed "
-                              f"({type(e).__name__}: {' '.join(str(e).split())[:160]}); resume from another checkpoint "
-                              "or start again") from None
+    meta, tensor_file = checkpoint_state(ckpt_json)
+    load_training_state(tensor_file, model, optimizer, scheduler, format=CHECKPOINT_FORMAT, label=ckpt_json,
+                        parts={"optimizer": meta["optimizer"], "scheduler": meta["scheduler"]},
+                        fix="resume with the --model it was trained with, from another checkpoint, or start again")
     return meta
 
 
