@@ -62,7 +62,7 @@ def write_cloud(path: Path, n: int, seed: int, example: str = "chair") -> Path:
     import numpy as np
 
     from clip2point.io import load_mesh, sample_surface
-    from ui.session import example_path
+    from ui.shapes import example_path
 
     mesh = load_mesh(example_path(example))
     pts, nrm = sample_surface(mesh.vertices, mesh.faces, n, seed=seed, return_normals=True)

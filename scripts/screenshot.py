@@ -65,7 +65,9 @@ def main(argv=None) -> None:
     expect.set_options(timeout=120_000)
 
     from ui.app import build_app
-    from ui.session import CLASS_PRESETS, DEFAULT_CLASS_SET, REGISTRY, ModelSpec, warm_up
+    from ui.defaults import DEFAULT_CLASS_SET
+    from ui.registry import REGISTRY, ModelSpec, warm_up
+    from ui.shapes import CLASS_PRESETS
 
     spec = ModelSpec(args.model, args.weights, "cpu")
     demo = build_app(args.model, args.weights, "cpu")

@@ -25,17 +25,10 @@ from clip2point.render import render_depth
 from clip2point.weights import save_state_dict_atomic
 from clip2point.zeroshot import ZeroShotClassifier
 from ui import figures
-from ui.session import (
-    EncodeBatcher,
-    ModelRegistry,
-    ModelSpec,
-    Session,
-    ShapeSource,
-    classify_file,
-    dataset_indices,
-    example_path,
-    load_shape,
-)
+from ui.batcher import EncodeBatcher
+from ui.registry import ModelRegistry, ModelSpec
+from ui.session import Session, classify_file
+from ui.shapes import ShapeSource, dataset_indices, example_path, load_shape
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MN10_TEST = DATA / "modelnet10" / "modelnet10_pcd1024_test.h5"

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from clip2point.classes import MODELNET40
-from ui.session import ModelRegistry, example_path
+from ui.registry import ModelRegistry
+from ui.shapes import example_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -26,10 +26,16 @@ from clip2point.errors import Clip2PointError, ResourceLimitError
 from clip2point.fewshot import FewShotConfig
 from clip2point.weights import save_state_dict_atomic
 from helpers import DATA, needs_data
+from ui import loading as loading_module
+from ui import registry as registry_module
 from ui import runs as runs_module
 from ui import session as session_module
+from ui import shapes as shapes_module
 from ui.runs import FewShotRunner, RunLimitError, RunPool, clean_old_runs
-from ui.session import AppLimits, ModelRegistry, ModelSpec, RequestLimitError, Session, ShapeSource, example_path
+from ui.limits import AppLimits, RequestLimitError
+from ui.registry import ModelRegistry, ModelSpec
+from ui.session import Session
+from ui.shapes import ShapeSource, example_path
 
 TINY = ModelSpec("tiny-ViT-test", "random", "cpu")
 #: The module's server: a 256 MiB read limit (the zip bomb below needs more than 360 MiB), 30 s to read.
@@ -476,8 +482,8 @@ def test_old_run_folders_are_cleaned_but_never_a_running_one(tmp_path, registry)
 
 def test_depth_encoder_file_is_hashed_once(registry, tmp_path, monkeypatch):
     calls: list[str] = []
-    real = session_module._file_digest
-    monkeypatch.setattr(session_module, "_file_digest", lambda p: calls.append(str(p)) or real(p))
+    real = registry_module._file_digest
+    monkeypatch.setattr(registry_module, "_file_digest", lambda p: calls.append(str(p)) or real(p))
     visual = registry.model(TINY).backbone.model.visual
     g = torch.Generator().manual_seed(0)
     path = save_state_dict_atomic({k: v + 0.01 * torch.randn(v.shape, generator=g)
@@ -528,14 +534,14 @@ def _write_off_dataset(root: Path, n: int) -> Path:
 
 
 def test_dataset_browser_reads_what_the_page_shows_and_forgets_old_shapes(tmp_path, monkeypatch):
-    monkeypatch.setattr(session_module, "DATASET_SHAPE_CACHE", 3)
+    monkeypatch.setattr(registry_module, "DATASET_SHAPE_CACHE", 3)
     data = _write_off_dataset(tmp_path, 6)
     reg = ModelRegistry()
     ds = reg.dataset(data, "modelnet10", "test")
-    assert ds.num_points == session_module.IMAGE_VIEW_POINTS  # not 10⁶ samples per OFF shape
+    assert ds.num_points == loading_module.IMAGE_VIEW_POINTS  # not 10⁶ samples per OFF shape
     for i in range(6):
-        shape = session_module.load_shape(ShapeSource.from_dataset(data, "modelnet10", "test", i), 512, None, reg)
-        assert len(shape.dense_points) <= session_module.IMAGE_VIEW_POINTS and shape.points.shape == (512, 3)
+        shape = shapes_module.load_shape(ShapeSource.from_dataset(data, "modelnet10", "test", i), 512, None, reg)
+        assert len(shape.dense_points) <= loading_module.IMAGE_VIEW_POINTS and shape.points.shape == (512, 3)
     assert len(ds._cache) == 3  # bounded, most recent kept
     assert list(ds._cache) == [3, 4, 5]
 

@@ -179,7 +179,7 @@ def test_app_zero_shot_is_bit_for_bit_the_same_while_two_fewshot_runs_train(tmp_
     from gradio_client import Client, handle_file
 
     from ui.app import build_app
-    from ui.session import ModelRegistry
+    from ui.registry import ModelRegistry
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,8 @@ pytest.importorskip("ipywidgets")
 from clip2point.fewshot import FewShotConfig  # noqa: E402
 from helpers import DATA  # noqa: E402
 from ui.runs import FewShotRunner, RunState  # noqa: E402
-from ui.session import ModelSpec, ModelRegistry, Session  # noqa: E402
+from ui.registry import ModelRegistry, ModelSpec  # noqa: E402
+from ui.session import Session  # noqa: E402
 from ui.widgets import (FewShotPanel, GateViewer, ShapeExplorer, ZeroShotPanel,  # noqa: E402
                         gate_weights_figure, training_curves_figure)
 
