@@ -482,8 +482,8 @@ def test_old_run_folders_are_cleaned_but_never_a_running_one(tmp_path, registry)
 
 def test_depth_encoder_file_is_hashed_once(registry, tmp_path, monkeypatch):
     calls: list[str] = []
-    real = registry_module._file_digest
-    monkeypatch.setattr(registry_module, "_file_digest", lambda p: calls.append(str(p)) or real(p))
+    real = registry_module.file_digest
+    monkeypatch.setattr(registry_module, "file_digest", lambda p: calls.append(str(p)) or real(p))
     visual = registry.model(TINY).backbone.model.visual
     g = torch.Generator().manual_seed(0)
     path = save_state_dict_atomic({k: v + 0.01 * torch.randn(v.shape, generator=g)

@@ -15,7 +15,6 @@ Nothing here imports a UI toolkit. Long steps report through an optional
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from clip2point.checkpoints import file_digest
 from clip2point.errors import CheckpointError, WeightsNotFoundError
 from ui.batcher import EncodeBatcher
 from ui.defaults import DEFAULT_MODEL, DEFAULT_TEMPLATE
@@ -196,14 +196,6 @@ def _load_backbone(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(backbone, spec, reason, seconds)
 
 
-def _file_digest(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 #: Shapes of one-file-per-shape dataset layouts (OFF meshes) kept in memory per split.
 DATASET_SHAPE_CACHE = 64
 
@@ -296,7 +288,7 @@ class ModelRegistry:
         with self._lock:
             digest = self._digests.get(key)
         if digest is None:
-            digest = _file_digest(real)
+            digest = file_digest(real)[:16]
             with self._lock:
                 self._digests[key] = digest
                 self.loads["hash"] += 1
