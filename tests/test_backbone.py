@@ -490,3 +490,75 @@ def test_model_image_size_reads_the_config_without_building_a_model():
     assert model_image_size(DEFAULT_MODEL) == 224
     assert model_image_size("tiny-ViT-test") == 224
     assert model_image_size("no-such-model") == 224
+
+
+# ---------------------------------------------------------------------------------------------
+# The depth encoder's own architecture (issue 11 item 9): an OpenAI-CLIP ViT, always QuickGELU
+
+
+def test_depth_encoder_uses_quick_gelu_even_next_to_a_gelu_clip_model(tmp_path):
+    from open_clip.transformer import QuickGELU
+
+    from clip2point.backbone import depth_encoder_architecture, visual_activation
+
+    gelu_bb = load_backbone("tiny-ViT-test", weights="random")  # its config says QuickGELU: swapped to GELU below
+    gelu_visual = depth_encoder_architecture(gelu_bb.model.visual, quick_gelu=False)
+    assert visual_activation(gelu_visual) == "gelu" and visual_activation(gelu_bb.model.visual) == "quick_gelu"
+    gelu_bb.model.visual = gelu_visual  # a CLIP model with GELU, as open_clip's non-OpenAI weights have
+    depth_sd = _perturbed(gelu_visual.state_dict(), seed=7)
+    path = tmp_path / "best_eval.pth"
+    torch.save(_released_layout(depth_sd, gelu_visual.state_dict()), path)
+    paired = gelu_bb.with_depth_encoder(path)
+    assert visual_activation(paired.depth_encoder) == "quick_gelu"
+    assert visual_activation(paired.model.visual) == "gelu"  # the CLIP model keeps its own
+    assert isinstance(paired.depth_encoder.transformer.resblocks[1].mlp.gelu, QuickGELU)
+    images = torch.randn(2, 3, 224, 224)
+    reference = depth_encoder_architecture(gelu_visual, quick_gelu=True)
+    reference.load_state_dict(depth_sd)
+    torch.testing.assert_close(paired.encode_images(images, "depth"), paired.encode_images(images, reference))
+    gelu_twin = depth_encoder_architecture(gelu_visual, quick_gelu=False)
+    gelu_twin.load_state_dict(depth_sd)
+    assert not torch.allclose(paired.encode_images(images, "depth"), paired.encode_images(images, gelu_twin), atol=1e-4)
+
+
+def test_depth_encoder_activation_recorded_in_the_file_is_honoured(tiny_backbone, tmp_path):
+    from clip2point.backbone import load_depth_encoder, visual_activation
+
+    sd = tiny_backbone.model.visual.state_dict()
+    gelu_file = save_state_dict_atomic(sd, tmp_path / "gelu.safetensors", {"format": "clip2point-depth-encoder/1", "activation": "gelu"})
+    assert visual_activation(load_depth_encoder(gelu_file, tiny_backbone.model.visual)) == "gelu"
+    assert visual_activation(load_depth_encoder(gelu_file, tiny_backbone.model.visual, quick_gelu=True)) == "quick_gelu"
+    old_export = {"format": "clip2point-depth-encoder/1", "model_name": "ViT-B-32",
+                  "init_weights": "tag laion2b_s34b_b79k (open_clip cache)"}  # trained from a GELU tower
+    old_file = save_state_dict_atomic(sd, tmp_path / "old.safetensors", old_export)
+    assert visual_activation(load_depth_encoder(old_file, tiny_backbone.model.visual)) == "gelu"
+    plain = save_state_dict_atomic(sd, tmp_path / "plain.safetensors", {"format": "clip2point-depth-encoder/1"})
+    assert visual_activation(load_depth_encoder(plain, tiny_backbone.model.visual)) == "quick_gelu"
+
+
+@pytest.mark.parametrize("meta, expected", [
+    ({}, None),
+    ({"activation": "quick_gelu"}, True),
+    ({"activation": "gelu"}, False),
+    ({"format": "clip2point-depth-encoder/1", "model_name": "ViT-B-32", "init_weights": "tag openai (download)"}, True),
+    ({"format": "clip2point-depth-encoder/1", "model_name": "ViT-B-32", "init_weights": "tag laion400m_e32 (explicit)"}, True),
+    ({"format": "clip2point-depth-encoder/1", "model_name": "ViT-B-32", "init_weights": "tag datacomp_xl_s13b_b90k (x)"}, False),
+    ({"format": "clip2point-depth-encoder/1", "model_name": "ViT-B-32", "init_weights": "file /w/ViT-B-32.pt (explicit)"}, None),
+    ({"format": "something-else", "model_name": "ViT-B-32", "init_weights": "tag laion2b_e16 (x)"}, None),
+])
+def test_trained_activation_from_metadata(meta, expected):
+    from clip2point.backbone import _trained_activation
+
+    assert _trained_activation(meta) is expected
+
+
+def test_depth_encoder_architecture_copies_without_touching_the_template(tiny_backbone):
+    from clip2point.backbone import depth_encoder_architecture, visual_activation
+
+    template = tiny_backbone.model.visual
+    before = {k: v.clone() for k, v in template.state_dict().items()}
+    copy_ = depth_encoder_architecture(template, quick_gelu=False)
+    assert copy_ is not template and visual_activation(template) == "quick_gelu" and visual_activation(copy_) == "gelu"
+    for k, v in template.state_dict().items():
+        assert torch.equal(v, before[k]) and torch.equal(copy_.state_dict()[k], v)
+        assert copy_.state_dict()[k].data_ptr() != v.data_ptr()
