@@ -747,15 +747,13 @@ def test_pickled_only_for_real_pickles_and_no_negative_ranges(tmp_path):
 
 
 def test_memory_error_becomes_a_file_error(tmp_path, monkeypatch):
-    import clip2point.io as cio
-
     path = tmp_path / "big.csv"
     path.write_text("1,2,3\n4,5,6\n")
 
     def boom(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr(cio.np, "loadtxt", boom)
+    monkeypatch.setattr(np, "loadtxt", boom)
     with pytest.raises(PointCloudFileError, match=r"big\.csv: too large to read"):
         load_point_cloud(path)
 
@@ -778,13 +776,13 @@ def test_gltf_with_an_external_buffer_is_refused(tmp_path):
 
 
 def test_sample_surface_is_chunked_and_unchanged(monkeypatch):
-    import clip2point.io as cio
+    import clip2point.io.sampling as sampling
 
     rng = np.random.default_rng(0)
     vertices = rng.random((500, 3))
     faces = rng.integers(0, 500, (3000, 3))
     whole = sample_surface(vertices, faces, 1000, seed=2, return_normals=True)
-    monkeypatch.setattr(cio, "_FACE_CHUNK", 7)
+    monkeypatch.setattr(sampling, "FACE_CHUNK", 7)
     chunked = sample_surface(vertices, faces, 1000, seed=2, return_normals=True)
     np.testing.assert_array_equal(whole[0], chunked[0])
     np.testing.assert_array_equal(whole[1], chunked[1])
