@@ -54,7 +54,7 @@ def bench_step(backbone, device: str, batch: int, steps: int, bf16: bool, grad_c
     import torch
 
     from clip2point.pretrain.data import render_pair_views
-    from clip2point.pretrain.trainer import PretrainModel, make_optimizer, make_scheduler, train_step
+    from clip2point.pretrain.model import PretrainModel, make_optimizer, make_scheduler, train_step
     from clip2point.render import RasterSettings
 
     model = PretrainModel(backbone.model.visual, amp_dtype=torch.bfloat16 if bf16 else None,

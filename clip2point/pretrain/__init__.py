@@ -7,8 +7,12 @@ Pieces (imported lazily: ``import clip2point.pretrain`` loads neither torch nor 
   dataset and the per-sample two-distance depth render of the chosen view.
 - :mod:`.losses` — NT-Xent and the released total loss ``L_c + L_d / w² + log(w + 1)``, with
   negatives gathered across processes.
-- :mod:`.trainer` — model, LAMB + cosine warm restarts, DDP (torchrun) or one process, resumable
-  checkpoints, zero-shot validation on ModelNet's train split, depth-encoder export.
+- :mod:`.config` — :class:`PretrainConfig`, the run's settings and their defaults (the CLI's options).
+- :mod:`.model` — the depth encoder being trained, LAMB + cosine warm restarts, one optimizer step.
+- :mod:`.distributed` — one process or N under torchrun (DDP): rank, device, process group.
+- :mod:`.checkpointing` — resumable step checkpoints, the best depth encoder, its export.
+- :mod:`.trainer` — the run: data, resume, steps, checkpoints, zero-shot validation on ModelNet's
+  train split, metrics (and re-exports the names above for ``from clip2point.pretrain.trainer import X``).
 - :mod:`.cli` — ``clip2point pretrain`` / ``clip2point weights export``; ``python -m clip2point.pretrain``.
 """
 from __future__ import annotations
@@ -17,11 +21,11 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "PretrainConfig": ".trainer",
-    "PretrainModel": ".trainer",
+    "PretrainConfig": ".config",
+    "PretrainModel": ".model",
     "train": ".trainer",
-    "train_step": ".trainer",
-    "export_depth_encoder": ".trainer",
+    "train_step": ".model",
+    "export_depth_encoder": ".checkpointing",
     "MeshFolderSource": ".data",
     "ShapeNetRenderSource": ".data",
     "build_pair_cache": ".data",

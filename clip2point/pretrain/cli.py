@@ -223,7 +223,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..cliutil import check_output_file
-    from .trainer import export_depth_encoder
+    from .checkpointing import export_depth_encoder
 
     if args.weights_command == "export":
         if Path(args.out).suffix == ".safetensors":  # (export_depth_encoder explains any other name)
