@@ -53,7 +53,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,7 @@ __all__ = [
     "NormalResampledDataset",
     "OffFolderDataset",
     "SubsetDataset",
+    "iter_batches",
     "DATASET_URLS",
     "H5_UP_PATTERNS",
     "h5_up_axis",
@@ -272,6 +273,24 @@ class SubsetDataset(PointCloudDataset):
     def points_array(self) -> np.ndarray | None:
         full = self.parent.points_array
         return None if full is None else full[self.indices]
+
+
+def iter_batches(dataset: PointCloudDataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (points (b, N, 3) float32 tensor, labels (b,) int64 tensor) batches in order.
+
+    In-memory layouts are sliced from ``points_array``; lazy layouts stack their items, cut to the
+    smallest point count of the batch (their files may hold different numbers of points).
+    """
+    arr = dataset.points_array
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(start + batch_size, len(dataset)))
+        if arr is not None:
+            pts = torch.from_numpy(np.ascontiguousarray(arr[start : idx.stop]))
+        else:
+            items = [dataset[i][0] for i in idx]
+            n = min(len(p) for p in items)  # lazy layouts may differ in point count
+            pts = torch.stack([p[:n] for p in items])
+        yield pts, torch.as_tensor(dataset.labels[start : idx.stop], dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
-"""Zero-shot evaluation on a labelled dataset: accuracy, per-class accuracy, confusion matrix."""
+"""Zero-shot evaluation on a labelled dataset: accuracy, per-class accuracy, confusion matrix.
+
+``iter_batches`` lives in :mod:`clip2point.datasets` (re-exported here).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .datasets import PointCloudDataset
+from .datasets import PointCloudDataset, iter_batches  # iter_batches: re-exported (it lived here)
 from .zeroshot import ZeroShotClassifier
 
 __all__ = ["EvalResult", "evaluate_zero_shot", "iter_batches"]
@@ -57,20 +59,6 @@ class EvalResult:
             "classes": list(self.classes),
             "confusion_matrix": self.confusion.tolist(),
         }
-
-
-def iter_batches(dataset: PointCloudDataset, batch_size: int):
-    """Yield (points (b, N, 3) float32 tensor, labels (b,) int64 tensor) batches in order."""
-    arr = dataset.points_array
-    for start in range(0, len(dataset), batch_size):
-        idx = range(start, min(start + batch_size, len(dataset)))
-        if arr is not None:
-            pts = torch.from_numpy(np.ascontiguousarray(arr[start : idx.stop]))
-        else:
-            items = [dataset[i][0] for i in idx]
-            n = min(len(p) for p in items)  # lazy layouts may differ in point count
-            pts = torch.stack([p[:n] for p in items])
-        yield pts, torch.as_tensor(dataset.labels[start : idx.stop], dtype=torch.int64)
 
 
 def evaluate_zero_shot(

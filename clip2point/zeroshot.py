@@ -16,28 +16,22 @@ from .classes import parse_classes
 from .errors import Clip2PointError
 from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
 
-__all__ = ["ZeroShotClassifier", "ZeroShotResult", "score_views"]
+__all__ = ["DEFAULT_TEMPLATE", "ClassScores", "ScoredShapes", "ZeroShotClassifier", "ZeroShotResult", "score_views"]
 
 
 @dataclass
-class ZeroShotResult:
-    """Scores of B shapes against C classes seen from V views.
+class ClassScores:
+    """Scores of B shapes against C classes: what every classifier's result holds.
 
     Attributes:
         classes: the C class names, in score order.
-        view_logits: (B, V, C) float32: ``logit_scale · cos(view feature, text feature)``.
-        logits: (B, C) float32: sum of ``view_logits`` over views (CLIP2Point's aggregation).
-        probs: (B, C) float32: ``softmax(logits / V)``, i.e. CLIP's softmax of the mean view logit.
-        depth: (B, V, H, W) depth images that were classified (in [0, 1], background 1).
-        view_labels: V strings ("elev 0°, azim 90°").
+        logits: (B, C) float32 scores (their scale depends on the classifier).
+        probs: (B, C) float32 class probabilities (each row sums to 1).
     """
 
     classes: list[str]
-    view_logits: torch.Tensor
     logits: torch.Tensor
     probs: torch.Tensor
-    depth: torch.Tensor | None = None
-    view_labels: list[str] = field(default_factory=list)
 
     def top(self, k: int = 5, index: int = 0) -> list[tuple[str, float]]:
         """The k most probable (class, probability) pairs of shape ``index``."""
@@ -49,6 +43,64 @@ class ZeroShotResult:
         """Predicted class name per shape (argmax of ``logits``)."""
         return [self.classes[i] for i in self.logits.argmax(dim=1).tolist()]
 
+    def as_dict(self, index: int = 0) -> dict:
+        """JSON-ready scores of shape ``index``: classes, probs (rounded to 6 digits), the top 5 (class, prob) pairs."""
+        return {
+            "classes": list(self.classes),
+            "probs": [round(float(p), 6) for p in self.probs[index].tolist()],
+            "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top(5, index)],
+        }
+
+
+class ScoredShapes:
+    """Base of classifier results built on :class:`ClassScores` (held as ``scores``): the read-only
+    ``classes``, ``logits``, ``probs`` and :meth:`top` / :meth:`predictions` are the scores'."""
+
+    scores: ClassScores
+
+    @property
+    def classes(self) -> list[str]:
+        """The C class names, in score order."""
+        return self.scores.classes
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """(B, C) float32 class scores."""
+        return self.scores.logits
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """(B, C) float32 class probabilities."""
+        return self.scores.probs
+
+    def top(self, k: int = 5, index: int = 0) -> list[tuple[str, float]]:
+        """The k most probable (class, probability) pairs of shape ``index``."""
+        return self.scores.top(k, index)
+
+    def predictions(self) -> list[str]:
+        """Predicted class name per shape (argmax of ``logits``)."""
+        return self.scores.predictions()
+
+
+@dataclass
+class ZeroShotResult(ScoredShapes):
+    """Zero-shot scores of B shapes against C classes seen from V views.
+
+    Attributes:
+        scores: :class:`ClassScores`: ``logits`` (B, C) float32, the sum of ``view_logits`` over
+            views (CLIP2Point's aggregation); ``probs`` (B, C) float32 ``softmax(logits / V)``, i.e.
+            CLIP's softmax of the mean view logit; ``classes`` (also read as ``result.classes``,
+            ``result.logits``, ``result.probs``).
+        view_logits: (B, V, C) float32: ``logit_scale · cos(view feature, text feature)``.
+        depth: (B, V, H, W) depth images that were classified (in [0, 1], background 1).
+        view_labels: V strings ("elev 0°, azim 90°").
+    """
+
+    scores: ClassScores
+    view_logits: torch.Tensor
+    depth: torch.Tensor | None = None
+    view_labels: list[str] = field(default_factory=list)
+
     def view_votes(self, index: int = 0) -> list[str]:
         """The winning class of each view of shape ``index``."""
         return [self.classes[i] for i in self.view_logits[index].argmax(dim=1).tolist()]
@@ -57,19 +109,11 @@ class ZeroShotResult:
         """Each view's softmax probability of its own winning class (see :meth:`view_votes`)."""
         return torch.softmax(self.view_logits[index], dim=-1).amax(dim=-1).tolist()
 
-    def _summary(self, index: int) -> dict:
-        """The JSON fields every result has: classes, probs, top (class, prob) pairs, view_labels."""
-        return {
-            "classes": list(self.classes),
-            "probs": [round(float(p), 6) for p in self.probs[index].tolist()],
-            "top": [{"class": c, "prob": round(p, 6)} for c, p in self.top(5, index)],
-            "view_labels": list(self.view_labels),
-        }
-
     def as_dict(self, index: int = 0) -> dict:
-        """JSON-ready result of one shape: classes, probs, top (class, prob) pairs, view_logits (V×C)."""
+        """JSON-ready result of one shape: classes, probs, top (class, prob) pairs, view_labels, view_logits (V×C)."""
         return {
-            **self._summary(index),
+            **self.scores.as_dict(index),
+            "view_labels": list(self.view_labels),
             "view_logits": [[round(float(x), 5) for x in row] for row in self.view_logits[index].tolist()],
         }
 
@@ -113,7 +157,7 @@ def score_views(
     view_logits = float(logit_scale) * feats.float() @ text_features.to(feats.device, torch.float32).T
     logits = view_logits.sum(dim=1)
     probs = torch.softmax(logits / view_logits.shape[1], dim=-1)
-    return ZeroShotResult(list(classes), view_logits.cpu(), logits.cpu(), probs.cpu(),
+    return ZeroShotResult(ClassScores(list(classes), logits.cpu(), probs.cpu()), view_logits.cpu(),
                           None if depth is None else depth.cpu(), list(view_labels))
 
 
