@@ -211,6 +211,73 @@ def _in_process(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
     return fn(*args, **kwargs)
 
 
+def _wait_for_message(receiver: Any, child: Any, deadline: float) -> tuple | None:
+    """The child's message, or None when it exits without one (a crash) or ``deadline`` (monotonic) passes."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready = connection.wait([receiver, child.sentinel], timeout=left)
+        if receiver in ready:
+            try:
+                return receiver.recv()
+            except EOFError:  # the child exited without a message (a crash)
+                return None
+            except MemoryError:
+                return ("memory", "the result is too large to receive")
+        elif child.sentinel in ready:  # exited; drain a message it may have sent just before
+            if receiver.poll(0):
+                continue
+            return None
+
+
+def _no_result_error(child: Any, name: str, timeout_s: float) -> Clip2PointError:
+    """Why the child sent no result: the time limit (it is killed now), a signal, or an exit code."""
+    child.join(timeout=0.5)
+    if child.exitcode is None:  # still running: the time limit
+        child.kill()
+        child.join()
+        return ResourceLimitError(
+            f"{name} took longer than the {timeout_s:g} s limit and was stopped; "
+            "use a smaller input (fewer points, a smaller file) or raise the time limit"
+        )
+    code = child.exitcode
+    if code < 0:
+        sig = -code
+        try:
+            signame = signal.Signals(sig).name
+        except ValueError:
+            signame = f"signal {sig}"
+        what = (
+            "was killed (SIGKILL, e.g. by the system's out-of-memory killer)"
+            if sig == signal.SIGKILL
+            else f"crashed ({signame})"
+        )
+        return ResourceLimitError(
+            f"{name} {what} while working on its input; the input is probably corrupt or too large: "
+            "check or re-export the file, or use a smaller one"
+        )
+    return SandboxError(f"{name} exited with code {code} without a result; check the input and the logs")
+
+
+def _unpack(message: tuple, name: str, memory_mb: int | None) -> Any:
+    """The result a child sent, or the exception it stands for."""
+    kind = message[0]
+    if kind == "ok":
+        return message[1]
+    if kind == "clip2point":
+        raise message[1]
+    if kind == "memory":
+        limit = f"the {memory_mb} MiB memory limit" if memory_mb is not None else "the available memory"
+        raise ResourceLimitError(
+            f"{name} needed more than {limit} ({message[1] or 'MemoryError'}); "
+            "use a smaller input (fewer points, a smaller file) or raise the memory limit"
+        )
+    _, type_name, text, tb = message
+    logger.debug("sandboxed %s raised %s: %s\n%s", name, type_name, text, tb)
+    raise SandboxError(f"{name} failed with {type_name}: {text}; check the input file")
+
+
 def call_limited(
     fn: Callable[..., T], /, *args: Any, timeout_s: float = 60.0, memory_mb: int | None = 4096, **kwargs: Any
 ) -> T:
@@ -246,54 +313,13 @@ def call_limited(
     child = process_class(target=_child_main, args=(sender, fn, args, kwargs, memory_mb, float(timeout_s)),
                           daemon=not multiprocessing.current_process().daemon,
                           name=f"clip2point-sandbox:{getattr(fn, '__name__', 'task')}")
-    started = time.monotonic()
+    deadline = time.monotonic() + float(timeout_s)  # the start of the child counts against the limit
     try:
         child.start()
         sender.close()  # the child holds its own copy; EOF on receiver then means the child is gone
-        message = None
-        deadline = started + float(timeout_s)
-        while message is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            ready = connection.wait([receiver, child.sentinel], timeout=left)
-            if receiver in ready:
-                try:
-                    message = receiver.recv()
-                except EOFError:  # the child exited without a message (a crash)
-                    break
-                except MemoryError:
-                    message = ("memory", "the result is too large to receive")
-            elif child.sentinel in ready:  # exited; drain a message it may have sent just before
-                if receiver.poll(0):
-                    continue
-                break
+        message = _wait_for_message(receiver, child, deadline)
         if message is None:
-            child.join(timeout=0.5)
-            if child.exitcode is None:  # still running: the time limit
-                child.kill()
-                child.join()
-                raise ResourceLimitError(
-                    f"{name} took longer than the {timeout_s:g} s limit and was stopped; "
-                    "use a smaller input (fewer points, a smaller file) or raise the time limit"
-                )
-            code = child.exitcode
-            if code < 0:
-                sig = -code
-                try:
-                    signame = signal.Signals(sig).name
-                except ValueError:
-                    signame = f"signal {sig}"
-                what = (
-                    "was killed (SIGKILL, e.g. by the system's out-of-memory killer)"
-                    if sig == signal.SIGKILL
-                    else f"crashed ({signame})"
-                )
-                raise ResourceLimitError(
-                    f"{name} {what} while working on its input; the input is probably corrupt or too large: "
-                    "check or re-export the file, or use a smaller one"
-                )
-            raise SandboxError(f"{name} exited with code {code} without a result; check the input and the logs")
+            raise _no_result_error(child, name, timeout_s)
     finally:
         receiver.close()
         if child.pid is not None and child.exitcode is None:
@@ -301,17 +327,4 @@ def call_limited(
         if child.pid is not None:
             child.join()
             child.close()
-    kind = message[0]
-    if kind == "ok":
-        return message[1]
-    if kind == "clip2point":
-        raise message[1]
-    if kind == "memory":
-        limit = f"the {memory_mb} MiB memory limit" if memory_mb is not None else "the available memory"
-        raise ResourceLimitError(
-            f"{name} needed more than {limit} ({message[1] or 'MemoryError'}); "
-            "use a smaller input (fewer points, a smaller file) or raise the memory limit"
-        )
-    _, type_name, text, tb = message
-    logger.debug("sandboxed %s raised %s: %s\n%s", name, type_name, text, tb)
-    raise SandboxError(f"{name} failed with {type_name}: {text}; check the input file")
+    return _unpack(message, name, memory_mb)
