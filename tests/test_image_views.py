@@ -16,19 +16,12 @@ import trimesh
 
 from clip2point.errors import Clip2PointError
 from clip2point.io import PointCloud, load_mesh, load_point_cloud, sample_surface
-from clip2point.render import ViewSet, camera_centers, look_at_rotation, render_depth
-from clip2point.render.image import (
-    ImageViewError,
-    image_views,
-    normalize_mesh,
-    rasterize_point_indices,
-    render_mesh_views,
-    render_point_views,
-    rgb_clip_input,
-    view_light_directions,
+from clip2point.errors import ImageViewError
+from clip2point.io import normalize_mesh
+from clip2point.render import (
+    DepthRenderer, RasterSettings, ViewSet, camera_centers, image_views, look_at_rotation, rasterize_point_indices,
+    rasterize_points, render_depth, render_mesh_views, render_point_views, rgb_clip_input, view_light_directions,
 )
-from clip2point.render.rasterize import RasterSettings, rasterize_points
-from clip2point.render.renderer import DepthRenderer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -257,7 +250,7 @@ def test_index_rasterizer_matches_the_depth_rasterizer():
     vp = torch.rand((2, 3, 500, 3), generator=g) * 2 - 1
     vp[..., 2] += 0.5  # some negative depths stay: they must be skipped by both
     zbuf, index = rasterize_point_indices(vp, 48, 0.05)
-    ref = rasterize_points(vp, RasterSettings(image_size=48, radius=0.05))
+    ref = rasterize_points(vp, RasterSettings(image_size=48, radius=0.05)).zbuf
     assert torch.equal(zbuf, ref)
     assert bool(((index >= 0) == (ref >= 0)).all())
     won = index >= 0

@@ -786,3 +786,18 @@ def test_sample_surface_is_chunked_and_unchanged(monkeypatch):
     chunked = sample_surface(vertices, faces, 1000, seed=2, return_normals=True)
     np.testing.assert_array_equal(whole[0], chunked[0])
     np.testing.assert_array_equal(whole[1], chunked[1])
+
+
+def test_is_mesh_file_decides_by_extension_and_ply_header(tmp_path):
+    from clip2point.io import is_mesh_file
+
+    trimesh = pytest.importorskip("trimesh")
+    mesh = trimesh.creation.box()
+    mesh.export(tmp_path / "box.ply")
+    mesh.export(tmp_path / "box.off")
+    trimesh.PointCloud(mesh.vertices).export(tmp_path / "cloud.ply")
+    np.savetxt(tmp_path / "cloud.csv", mesh.vertices, delimiter=",")
+    assert is_mesh_file(tmp_path / "box.ply") and is_mesh_file(tmp_path / "box.off")
+    assert not is_mesh_file(tmp_path / "cloud.ply") and not is_mesh_file(tmp_path / "cloud.csv")
+    assert not is_mesh_file(tmp_path / "missing.ply") and is_mesh_file(str(tmp_path / "missing.OBJ"))
+    assert load_point_cloud(tmp_path / "box.ply").is_mesh and not load_point_cloud(tmp_path / "cloud.ply").is_mesh

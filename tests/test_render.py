@@ -10,7 +10,7 @@ import torch
 
 from clip2point.errors import Clip2PointError
 from clip2point.render import (
-    VIEW_SETS, DepthRenderer, RasterSettings, ViewSet, camera_centers, depth_to_image, look_at_rotation,
+    VIEW_SETS, Cameras, DepthRenderer, RasterSettings, ViewSet, camera_centers, depth_to_image, look_at_rotation,
     rasterize_points, render_depth, world_to_view,
 )
 from clip2point.render.shading import FOREGROUND_SCALE
@@ -63,7 +63,7 @@ def test_rasterizer_matches_brute_force_reference_pixel_for_pixel(size, radius):
     renderer = DepthRenderer("10", RasterSettings(size, radius))
     vp = renderer.view_points(torch.from_numpy(pts))
     vp[..., :10, 2] -= 2.5  # some points behind the camera (negative depth): never drawn
-    ours = rasterize_points(vp, RasterSettings(size, radius))[0].numpy()
+    ours = rasterize_points(vp, RasterSettings(size, radius)).zbuf[0].numpy()
     ref = reference_zbuf(vp[0].numpy(), size, radius)
     assert (ref >= 0).any() and (ref < 0).any()
     np.testing.assert_array_equal(ours, ref)
@@ -74,14 +74,50 @@ def test_rasterizer_matches_reference_on_a_real_shape():
     pts, _ = modelnet10_test(1)
     settings = RasterSettings(40, 0.05)
     vp = DepthRenderer("6", settings).view_points(torch.from_numpy(pts[:, ::4]))
-    np.testing.assert_array_equal(rasterize_points(vp, settings)[0].numpy(), reference_zbuf(vp[0].numpy(), 40, 0.05))
+    np.testing.assert_array_equal(rasterize_points(vp, settings).zbuf[0].numpy(), reference_zbuf(vp[0].numpy(), 40, 0.05))
 
 
 def test_chunked_equals_unchunked():
     pts = torch.rand(5, 300, 3) * 2 - 1
     big = DepthRenderer("10", RasterSettings(64, 0.03))(pts)
-    small = DepthRenderer("10", RasterSettings(64, 0.03, max_elements=1))(pts)  # one shape per chunk
+    small = DepthRenderer("10", RasterSettings(64, 0.03, max_elements=1))(pts)  # one map per chunk
     assert torch.equal(big, small)
+
+
+def test_fragments_index_and_zmin_do_not_depend_on_chunking():
+    g = torch.Generator().manual_seed(1)
+    vp = torch.rand((3, 4, 400, 3), generator=g) * 2 - 1
+    vp[..., 2] += 0.6  # some negative depths: skipped
+    whole = rasterize_points(vp, RasterSettings(40, 0.06), with_index=True)
+    tiny = rasterize_points(vp, RasterSettings(40, 0.06, max_elements=1), with_index=True)
+    for a, b in zip(whole, tiny):
+        assert torch.equal(a, b)
+    assert rasterize_points(vp, RasterSettings(40, 0.06)).idx is None
+    assert torch.equal(whole.zbuf, rasterize_points(vp, RasterSettings(40, 0.06)).zbuf)
+    fg = whole.zbuf >= 0
+    assert torch.equal(fg, whole.idx >= 0)
+    expect = torch.where(fg, whole.zbuf, math.inf).amin(dim=(-2, -1))  # zmin: the nearest foreground depth
+    assert torch.equal(whole.zmin, expect)
+    b, v = torch.nonzero(fg, as_tuple=True)[:2]
+    assert torch.equal(vp[b, v, whole.idx[fg], 2], whole.zbuf[fg])  # the winner has the pixel's depth
+
+
+def test_per_sample_cameras_equal_a_custom_view_set():
+    pts = torch.rand(3, 250, 3) * 2 - 1
+    vs = VIEW_SETS["10"]
+    view = torch.tensor([4, 0, 9])
+    scale = torch.tensor([[1.05, 0.93], [1.0, 1.1], [0.9, 0.97]])
+    cams = Cameras.from_views(vs)[view][:, None].scaled(scale)  # (3, 2)
+    out = DepthRenderer(vs, RasterSettings(56, 0.04))(pts, cameras=cams)
+    assert out.shape == (3, 2, 56, 56)
+    for b in range(3):
+        k = int(view[b])
+        single = ViewSet.custom([vs.elev[k]] * 2, [vs.azim[k]] * 2, [vs.dist[k] * float(s) for s in scale[b]])
+        assert torch.equal(out[b], DepthRenderer(single, RasterSettings(56, 0.04))(pts[b : b + 1])[0])
+    with pytest.raises(Clip2PointError, match="cameras must have shape"):
+        DepthRenderer(vs)(pts[:2], cameras=cams)
+    with pytest.raises(Clip2PointError, match="dist_jitter"):
+        DepthRenderer(vs)(pts, cameras=cams, dist_jitter=0.1)
 
 
 def test_batched_equals_one_by_one():

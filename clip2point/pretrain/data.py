@@ -44,13 +44,8 @@ import numpy as np
 import torch
 
 from ..errors import Clip2PointError, DatasetError
-from ..io import SUPPORTED_MESH_EXTENSIONS, load_mesh, sample_surface
-from ..render import (
-    RasterSettings, ViewSet, as_points_tensor, camera_centers, get_view_set, look_at_rotation,
-    normalize_unit_sphere, render_mesh_views, rgb_clip_input, world_to_view,
-)
-from ..render.rasterize import zbuffer_chunks
-from ..render.shading import shade_zbuffer_inf_
+from ..io import SUPPORTED_MESH_EXTENSIONS, load_mesh, normalize_unit_sphere, sample_surface
+from ..render import Cameras, DepthRenderer, RasterSettings, ViewSet, get_view_set, render_mesh_views, rgb_clip_input
 from ..weights import load_state_dict_file, read_json, resolve_inside, save_state_dict_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -115,12 +110,8 @@ class PairSource(Protocol):
 
 
 def _unit_sphere(points: np.ndarray) -> np.ndarray:
-    p = np.asarray(points, dtype=np.float64)
-    p = p - p.mean(axis=0)
-    scale = float(np.sqrt((p**2).sum(axis=1).max()))
-    if not np.isfinite(scale) or scale <= 0:
-        raise DatasetError("all points coincide; the shape cannot be normalised")
-    return (p / scale).astype(np.float32)
+    """(N, 3) float32 points centred with the farthest at norm 1 (DatasetError when all coincide)."""
+    return normalize_unit_sphere(points, error=DatasetError, what="the shape")
 
 
 def _item_seed(seed: int, name: str, salt: int = 0) -> int:
@@ -758,17 +749,6 @@ def render_pair_views(
     Raises:
         Clip2PointError: bad points (see :func:`clip2point.render.as_points_tensor`).
     """
-    pts = normalize_unit_sphere(as_points_tensor(points))
     vs = get_view_set(views)
-    dev = pts.device
-    view = view.to(dev)
-    elev = torch.tensor(vs.elev, device=dev)[view]
-    azim = torch.tensor(vs.azim, device=dev)[view]
-    dist = torch.tensor(vs.dist, device=dev)[view][:, None] * dist_scale.to(dev, torch.float32)  # (B, K)
-    centers = camera_centers(elev[:, None].expand_as(dist), azim[:, None].expand_as(dist), dist)
-    vp = world_to_view(pts[:, None] / dist[..., None, None], centers, look_at_rotation(centers))  # (B, K, N, 3)
-    S = int(raster.image_size)
-    out = torch.empty((*vp.shape[:2], S, S), dtype=vp.dtype, device=dev)
-    for zbuf, zmin in zbuffer_chunks(vp, raster, out):
-        shade_zbuffer_inf_(zbuf, zmin)
-    return out
+    cameras = Cameras.from_views(vs, view.device)[view][:, None].scaled(dist_scale)  # (B, K)
+    return DepthRenderer(vs, raster)(points, cameras=cameras)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import Clip2PointError
 
-__all__ = ["ViewSet", "VIEW_SETS", "get_view_set", "camera_centers", "look_at_rotation", "world_to_view"]
+__all__ = ["ViewSet", "VIEW_SETS", "get_view_set", "Cameras", "camera_centers", "look_at_rotation", "world_to_view"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,65 @@ def get_view_set(views: str | int | ViewSet) -> ViewSet:
             f"unknown view set {views!r}; use one of {', '.join(VIEW_SETS)} or ViewSet.custom(elev, azim, dist)"
         )
     return VIEW_SETS[key]
+
+
+@dataclass(frozen=True)
+class Cameras:
+    """Look-at cameras on spheres around the origin (up = +Y), as tensors of any batch shape.
+
+    A :class:`ViewSet` gives one camera per view, (V,); pre-training selects one view per sample
+    and renders it at several distances, (B, K). The three tensors broadcast against each other.
+
+    Attributes:
+        elev, azim: elevation and azimuth in degrees. dist: distance (the orthographic depth
+            renderer also scales the cloud by 1/dist, so it acts as a zoom).
+    """
+
+    elev: torch.Tensor
+    azim: torch.Tensor
+    dist: torch.Tensor
+
+    @classmethod
+    def from_views(cls, views: str | int | ViewSet, device: torch.device | str | None = None) -> Cameras:
+        """The (V,) float32 cameras of a view set or preset name.
+
+        Raises:
+            Clip2PointError: unknown preset name.
+        """
+        vs = get_view_set(views)
+        return cls(torch.tensor(vs.elev, device=device), torch.tensor(vs.azim, device=device),
+                   torch.tensor(vs.dist, device=device))
+
+    def __getitem__(self, index: Any) -> Cameras:
+        """The cameras at ``index``, any tensor index: ``cams[view]`` with a (B,) tensor of view
+        indices gives one camera per sample; ``cams[:, None]`` adds a dimension."""
+        return Cameras(self.elev[index], self.azim[index], self.dist[index])
+
+    def scaled(self, factor: torch.Tensor) -> Cameras:
+        """Cameras with ``dist · factor`` (``factor`` broadcasts against the cameras' shape).
+
+        E.g. (V,) view-set cameras with a (B, V) factor give (B, V) cameras (per-shape distance
+        jitter); ``cams[view][:, None].scaled(f)`` with (B,) view indices and a (B, K) factor gives
+        each sample's view at K distances.
+        """
+        return Cameras(self.elev, self.azim, self.dist * factor.to(self.dist.device, torch.float32))
+
+    def to(self, device: torch.device | str) -> Cameras:
+        """The same cameras on ``device``."""
+        return Cameras(self.elev.to(device), self.azim.to(device), self.dist.to(device))
+
+    def broadcast(self, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(elev, azim, dist) expanded to one shape; 1-d (V,) cameras to (batch, V) when ``batch`` is given."""
+        elev, azim, dist = torch.broadcast_tensors(self.elev, self.azim, self.dist)
+        if batch is not None and dist.dim() == 1:
+            elev, azim, dist = (t.expand(batch, -1) for t in (elev, azim, dist))
+        return elev, azim, dist
+
+    def centers_and_rotations(self, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Camera centres (..., 3), view axes (..., 3, 3) (rows x, y, z) and distances (...)."""
+        elev, azim, dist = self.broadcast(batch)
+        centers = camera_centers(elev, azim, dist)
+        return centers, look_at_rotation(centers), dist
 
 
 def camera_centers(elev: torch.Tensor, azim: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:

@@ -7,22 +7,29 @@ pixel keeps the smallest depth. NDC +X points to the image's left, +Y up; pixel 
 centre ``x = 1 - (2j + 1)/W`` and row ``i`` has centre ``y = 1 - (2i + 1)/H``.
 
 Pure torch, batched over shapes and views, no Python loop over points or pixels (only over
-chunks of shapes, to bound memory). Each point tests the (2R+1)² pixels around its nearest pixel
+chunks of maps, to bound memory). Each point tests the (2R+1)² pixels around its nearest pixel
 (R = ceil(r_px + 0.5) - 1, i.e. 5×5 for the default radius at 224²); distances are computed per
 axis (2·(2R+1) values per point) and combined with one broadcast add, and all candidates go to a
 single ``scatter_reduce(amin)`` — misses carry +inf, so no boolean compaction is needed.
+
+This is the one rasterizer of the package: it returns :class:`Fragments` (depth, optionally the
+winning point's index, and each map's nearest depth) that the depth shader
+(:mod:`~clip2point.render.shading`) and the colour compositor (:mod:`~clip2point.render.image`)
+consume.
 """
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from ..errors import Clip2PointError
 
-__all__ = ["RasterSettings", "rasterize_points", "BACKGROUND_DEPTH", "MAX_IMAGE_SIZE"]
+__all__ = ["RasterSettings", "Fragments", "rasterize_points", "rasterize_chunks", "BACKGROUND_DEPTH", "MAX_IMAGE_SIZE"]
 
 #: Depth value of pixels no point covers (pytorch3d's ``zbuf`` convention).
 BACKGROUND_DEPTH = -1.0
@@ -74,49 +81,84 @@ class RasterSettings:
         """R: a point can cover pixels at most R rows/columns from its nearest pixel."""
         return max(0, math.ceil(self.radius * self.image_size / 2.0 + 0.5) - 1)
 
-    def shapes_per_chunk(self, views: int, points: int) -> int:
+    def maps_per_chunk(self, points: int) -> int:
+        """Maps (shape × view pairs) rasterized at once: ``max_elements // (N·(2R+1)² + H·W)``, at least 1."""
         k = 2 * self.reach + 1
-        per_shape = views * (points * k * k + self.image_size**2)
-        return max(1, self.max_elements // max(per_shape, 1))
+        return max(1, self.max_elements // max(points * k * k + self.image_size**2, 1))
 
 
-def rasterize_points(view_points: torch.Tensor, settings: RasterSettings = RasterSettings()) -> torch.Tensor:
+class Fragments(NamedTuple):
+    """What the rasterizer knows about every pixel (pytorch3d's ``PointFragments`` with one point per pixel).
+
+    Attributes:
+        zbuf: (..., H, W) float32 depth of the nearest covering point; :data:`BACKGROUND_DEPTH` (−1)
+            where no point covers the pixel (+inf in the chunks of :func:`rasterize_chunks`).
+        idx: (..., H, W) int64 index, among its shape's N points, of that nearest point (ties: the
+            smallest index); −1 where none. None unless asked for (depth shading needs only ``zbuf``).
+        zmin: (...) float32 smallest foreground depth of each map; +inf for an empty map.
+    """
+
+    zbuf: torch.Tensor
+    idx: torch.Tensor | None
+    zmin: torch.Tensor
+
+
+def rasterize_points(view_points: torch.Tensor, settings: RasterSettings = RasterSettings(), *,
+                     with_index: bool = False) -> Fragments:
     """Z-buffer the points of every (shape, view) pair.
 
     Args:
         view_points: (B, V, N, 3) float32 view coordinates: x, y in NDC ([-1, 1] is the image),
             z = depth (≥ 0 in front of the camera).
-        settings: image size and splat radius.
+        settings: image size, splat radius and chunk size.
+        with_index: also find which point wins each pixel (for colour compositing).
 
     Returns:
-        (B, V, H, W) float32 depth of the nearest covering point; :data:`BACKGROUND_DEPTH` (-1)
-        where no point covers the pixel.
+        :class:`Fragments` with ``zbuf`` (B, V, H, W) float32 (:data:`BACKGROUND_DEPTH` (−1) where no
+        point covers the pixel), ``idx`` (B, V, H, W) int64 or None, ``zmin`` (B, V).
     """
-    zbuf = torch.empty(_out_shape(view_points, settings), dtype=view_points.dtype, device=view_points.device)
-    for _ in zbuffer_chunks(view_points, settings, zbuf):
-        pass
-    return zbuf.masked_fill_(torch.isinf(zbuf), BACKGROUND_DEPTH)
-
-
-def _out_shape(view_points: torch.Tensor, settings: RasterSettings) -> tuple[int, int, int, int]:
     B, V = view_points.shape[:2]
-    return (B, V, int(settings.image_size), int(settings.image_size))
+    S = int(settings.image_size)
+    zbuf = torch.empty((B, V, S, S), dtype=view_points.dtype, device=view_points.device)
+    idx = torch.empty((B, V, S, S), dtype=torch.int64, device=view_points.device) if with_index else None
+    zmin = torch.empty((B * V,), dtype=view_points.dtype, device=view_points.device)
+    done = 0
+    for part in rasterize_chunks(view_points, settings, zbuf, idx):
+        zmin[done : done + len(part.zmin)] = part.zmin
+        done += len(part.zmin)
+    return Fragments(zbuf.masked_fill_(torch.isinf(zbuf), BACKGROUND_DEPTH), idx, zmin.view(B, V))
 
 
-def zbuffer_chunks(view_points: torch.Tensor, settings: RasterSettings, out: torch.Tensor):
-    """Fill ``out`` (B, V, H, W) chunk by chunk with +inf-background z-buffers.
+def rasterize_chunks(view_points: torch.Tensor, settings: RasterSettings, zbuf: torch.Tensor,
+                     idx: torch.Tensor | None = None) -> Iterator[Fragments]:
+    """Rasterize into ``zbuf`` (and ``idx``) a chunk of maps at a time, yielding each chunk while it is fresh.
 
-    Yields ``(zbuf_chunk, zmin)`` after each chunk: a view of ``out`` (b, V, H, W) and the
-    foreground minimum depth per map (b, V) (+inf for empty maps), taken from the candidates
-    (cheaper than a pass over the pixels). Lets shading run on each chunk while it is fresh.
+    The one chunking policy of the renderers (:meth:`RasterSettings.maps_per_chunk`): shading a
+    chunk right after it is rasterized keeps the working set in the CPU's cache.
+
+    Args:
+        view_points: (B, V, N, 3) view coordinates (see :func:`rasterize_points`).
+        settings: image size, splat radius, chunk size.
+        zbuf: (B, V, H, W) contiguous output; filled with depths, **+inf** where no point covers a pixel.
+        idx: (B, V, H, W) contiguous int64 output for the winning point indices (−1: none), or None.
+
+    Yields:
+        :class:`Fragments` of m maps: views (m, H, W) of ``zbuf`` / ``idx`` (maps in ``B·V`` order)
+        and ``zmin`` (m,).
     """
     B, V, N, _ = view_points.shape
-    chunk = settings.shapes_per_chunk(V, N)
-    S, radius, R = int(settings.image_size), float(settings.radius), settings.reach
-    for b in range(0, B, chunk):
-        part = out[b : b + chunk]
-        zmin = _zbuffer_chunk(view_points[b : b + chunk], S, radius, R, part.view(-1))
-        yield part, zmin.view(part.shape[:2])
+    M, S = B * V, int(settings.image_size)
+    flat_points = view_points.reshape(M, N, 3)
+    zmaps = zbuf.view(M, S, S)
+    imaps = idx.view(M, S, S) if idx is not None else None
+    offs = torch.arange(-settings.reach, settings.reach + 1, device=view_points.device)
+    chunk = settings.maps_per_chunk(N)
+    for m0 in range(0, M, chunk):
+        zpart = zmaps[m0 : m0 + chunk]
+        ipart = imaps[m0 : m0 + chunk] if imaps is not None else None
+        zmin = _rasterize_chunk(flat_points[m0 : m0 + chunk], S, float(settings.radius), offs, zpart.view(-1),
+                                None if ipart is None else ipart.view(-1))
+        yield Fragments(zpart, ipart, zmin)
 
 
 def _axis_candidates(coord: torch.Tensor, S: int, offs: torch.Tensor):
@@ -129,17 +171,22 @@ def _axis_candidates(coord: torch.Tensor, S: int, offs: torch.Tensor):
     return idx.clamp_(0, S - 1), d2.masked_fill_(outside, math.inf)
 
 
-def _zbuffer_chunk(view_points: torch.Tensor, S: int, radius: float, R: int, zbuf: torch.Tensor) -> torch.Tensor:
-    B, V, N, _ = view_points.shape
-    M = B * V
-    x, y, z = view_points.reshape(M, N, 3).unbind(-1)
-    offs = torch.arange(-R, R + 1, device=view_points.device)
+def _rasterize_chunk(points: torch.Tensor, S: int, radius: float, offs: torch.Tensor, zbuf: torch.Tensor,
+                     idx: torch.Tensor | None) -> torch.Tensor:
+    """Z-buffer m maps of (m, N, 3) points into flat ``zbuf`` (m·S·S,) (+inf background) and ``idx``; zmin (m,)."""
+    m, N, _ = points.shape
+    x, y, z = points.unbind(-1)
     col, dx2 = _axis_candidates(x, S, offs)
     row, dy2 = _axis_candidates(y, S, offs)
     dy2.masked_fill_((z < 0)[..., None], math.inf)  # behind the camera: never drawn
-    row_base = (torch.arange(M, device=row.device)[:, None, None] * S + row) * S  # (M, N, K)
-    flat = (row_base[..., :, None] + col[..., None, :]).view(-1)  # (M*N*K*K,)
-    hit = (dy2[..., :, None] + dx2[..., None, :]) < radius * radius
-    src = torch.where(hit, z[..., None, None], math.inf).view(M, -1)
+    row_base = (torch.arange(m, device=row.device)[:, None, None] * S + row) * S  # (m, N, K)
+    flat = (row_base[..., :, None] + col[..., None, :]).view(-1)  # (m*N*K*K,)
+    hit = (dy2[..., :, None] + dx2[..., None, :]) < radius * radius  # (m, N, K, K)
+    src = torch.where(hit, z[..., None, None], math.inf)
     zbuf.fill_(math.inf).scatter_reduce_(0, flat, src.view(-1), reduce="amin", include_self=True)
-    return src.amin(dim=1)
+    if idx is not None:  # the winner: a covering point at the pixel's depth, smallest index on ties
+        win = hit & (src == zbuf[flat].view(src.shape))
+        ids = torch.arange(N, device=points.device)[:, None, None].expand(m, N, *hit.shape[2:])
+        idx.fill_(N).scatter_reduce_(0, flat[win.view(-1)], ids[win], reduce="amin", include_self=True)
+        idx.masked_fill_(idx == N, -1)
+    return src.view(m, -1).amin(dim=1)

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from ..errors import Clip2PointError
-from .cameras import ViewSet, camera_centers, get_view_set, look_at_rotation, world_to_view
-from .rasterize import RasterSettings, rasterize_points, zbuffer_chunks
+from ..io import normalize_unit_sphere
+from .cameras import Cameras, ViewSet, get_view_set, world_to_view
+from .rasterize import Fragments, RasterSettings, rasterize_chunks, rasterize_points
 from .shading import clip_normalize, shade_zbuffer_inf_
 
-__all__ = ["DepthRenderer", "normalize_unit_sphere", "render_depth", "as_points_tensor"]
+__all__ = ["DepthRenderer", "render_depth", "as_points_tensor"]
 
 
 def as_points_tensor(points, device: torch.device | str | None = None) -> torch.Tensor:
@@ -39,26 +40,6 @@ def as_points_tensor(points, device: torch.device | str | None = None) -> torch.
     if not bool(torch.isfinite(t).all()):
         raise Clip2PointError("points contain NaN or inf; remove those points before rendering")
     return t
-
-
-def normalize_unit_sphere(points: torch.Tensor) -> torch.Tensor:
-    """Centre at the centroid and scale so the farthest point has norm 1.
-
-    Args:
-        points: (B, N, 3) float32, any units.
-
-    Returns:
-        (B, N, 3) float32 inside the unit sphere.
-
-    Raises:
-        Clip2PointError: a shape whose points are all identical (no extent to normalise).
-    """
-    p64 = points.double()  # float64 keeps large offsets/units (e.g. geo coordinates) from losing precision
-    centred = p64 - p64.mean(dim=1, keepdim=True)
-    scale = centred.norm(dim=-1).amax(dim=1)  # (B,)
-    if bool((scale <= 0).any()):
-        raise Clip2PointError("a point cloud has fewer than 2 distinct points; it cannot be rendered")
-    return (centred / scale[:, None, None]).to(points.dtype)
 
 
 @dataclass
@@ -84,38 +65,64 @@ class DepthRenderer:
         Raises:
             Clip2PointError: ``dist_jitter`` outside [0, 1).
         """
+        return self._cameras(batch, device, dist_jitter, generator).centers_and_rotations(batch)
+
+    def _cameras(self, batch: int, device, dist_jitter: float, generator: torch.Generator | None) -> Cameras:
+        """The view set's (V,) cameras; with ``dist_jitter`` (B, V) distances ``dist·(1 + U(−j, j))``."""
         if isinstance(dist_jitter, bool) or not isinstance(dist_jitter, (int, float)) or not 0 <= dist_jitter < 1:
             raise Clip2PointError(f"dist_jitter must be a number in [0, 1), got {dist_jitter!r}")
-        vs = self.views
-        elev = torch.tensor(vs.elev, device=device)
-        azim = torch.tensor(vs.azim, device=device)
-        dist = torch.tensor(vs.dist, device=device).expand(batch, -1)
+        cams = Cameras.from_views(self.views, device)
         if dist_jitter:
-            u = torch.rand(dist.shape, generator=generator, device="cpu").to(device)
-            dist = dist * (1.0 + (2.0 * u - 1.0) * dist_jitter)
-        centers = camera_centers(elev.expand_as(dist), azim.expand_as(dist), dist)
-        return centers, look_at_rotation(centers), dist
+            u = torch.rand((batch, len(self.views)), generator=generator, device="cpu").to(device)
+            cams = cams.scaled(1.0 + (2.0 * u - 1.0) * dist_jitter)
+        return cams
 
-    def view_points(self, points, dist_jitter: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, V, N, 3) view coordinates (x, y in NDC, z = depth) of every point in every view."""
+    def view_points(self, points, dist_jitter: float = 0.0, generator: torch.Generator | None = None,
+                    cameras: Cameras | None = None) -> torch.Tensor:
+        """(B, V, N, 3) view coordinates (x, y in NDC, z = depth) of every point in every view.
+
+        Args:
+            points: (B, N, 3) or (N, 3) points (see :func:`render_depth`).
+            dist_jitter, generator: camera-distance jitter of the view set's cameras.
+            cameras: per-sample cameras instead of the view set: :class:`Cameras` of shape (B, V)
+                (e.g. each sample's chosen view at K distances, see
+                :func:`clip2point.pretrain.data.render_pair_views`) or (V,); ``dist_jitter`` must be 0.
+
+        Raises:
+            Clip2PointError: bad points; ``dist_jitter`` out of range or given with ``cameras``;
+                cameras whose batch is not B.
+        """
         pts = as_points_tensor(points)
         if self.normalize:
             pts = normalize_unit_sphere(pts)
-        centers, rot, dist = self.cameras(pts.shape[0], pts.device, dist_jitter, generator)
+        B = pts.shape[0]
+        if cameras is None:
+            cameras = self._cameras(B, pts.device, dist_jitter, generator)
+        elif dist_jitter:
+            raise Clip2PointError("dist_jitter applies to the view set's cameras; scale the given cameras instead")
+        centers, rot, dist = cameras.to(pts.device).centers_and_rotations(B)
+        if dist.dim() != 2 or dist.shape[0] != B:
+            raise Clip2PointError(f"cameras must have shape (V,) or (B, V) with B = {B} shapes, got {tuple(dist.shape)}")
         scaled = pts[:, None] / dist[..., None, None]  # the released code scales points by 1/dist
         return world_to_view(scaled, centers, rot)
 
+    def rasterize(self, points, dist_jitter: float = 0.0, generator: torch.Generator | None = None, *,
+                  cameras: Cameras | None = None, with_index: bool = False) -> Fragments:
+        """:class:`Fragments` (B, V, H, W) of every view (see :func:`rasterize_points`)."""
+        return rasterize_points(self.view_points(points, dist_jitter, generator, cameras), self.raster, with_index=with_index)
+
     def zbuf(self, points, dist_jitter: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Raw z-buffers (B, V, H, W), background -1 (pytorch3d's ``zbuf``; see :func:`depth_to_image`)."""
-        return rasterize_points(self.view_points(points, dist_jitter, generator), self.raster)
+        return self.rasterize(points, dist_jitter, generator).zbuf
 
-    def __call__(self, points, dist_jitter: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Depth images (B, V, H, W) float32 in [0, 1], background 1.0."""
-        vp = self.view_points(points, dist_jitter, generator)
+    def __call__(self, points, dist_jitter: float = 0.0, generator: torch.Generator | None = None, *,
+                 cameras: Cameras | None = None) -> torch.Tensor:
+        """Depth images (B, V, H, W) float32 in [0, 1], background 1.0 (``cameras``: see :meth:`view_points`)."""
+        vp = self.view_points(points, dist_jitter, generator, cameras)
         S = int(self.raster.image_size)
         out = torch.empty((*vp.shape[:2], S, S), dtype=vp.dtype, device=vp.device)
-        for zbuf, zmin in zbuffer_chunks(vp, self.raster, out):
-            shade_zbuffer_inf_(zbuf, zmin)
+        for part in rasterize_chunks(vp, self.raster, out):  # shade each chunk while it is in cache
+            shade_zbuffer_inf_(part.zbuf, part.zmin)
         return out
 
     def clip_input(self, points: torch.Tensor, **kw) -> torch.Tensor:
