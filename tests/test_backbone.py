@@ -76,6 +76,30 @@ def test_loads_full_clip_checkpoint_files(tiny_backbone, tmp_path, fmt):
         torch.testing.assert_close(v, sd[k])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_checkpoint_weights_skip_the_random_init_and_equal_the_plain_load(tiny_backbone, tmp_path, monkeypatch, dtype):
+    """Weights from a file go straight into a meta-built model: the same model as random init + load."""
+    from clip2point import backbone as backbone_mod
+
+    sd = {k: v.to(dtype) for k, v in _perturbed(tiny_backbone.model.state_dict(), seed=4).items()}
+    path = tmp_path / "tiny.pt"
+    torch.save(sd, path)
+    with monkeypatch.context() as m:
+        m.setattr(backbone_mod, "_random_architecture", lambda *a: pytest.fail("random init was run"))
+        fast = load_backbone("tiny-ViT-test", weights=str(path))
+    monkeypatch.setattr(backbone_mod, "_rebuild_causal_masks", lambda model: False)  # forces the plain way
+    plain = load_backbone("tiny-ViT-test", weights=str(path))
+    a, b = dict(fast.model.named_buffers()) | fast.model.state_dict(), dict(plain.model.named_buffers()) | plain.model.state_dict()
+    assert a.keys() == b.keys() and "attn_mask" in a
+    for k in a:
+        assert a[k].dtype == b[k].dtype == torch.float32 and a[k].is_contiguous() and torch.equal(a[k], b[k]), k
+    assert not any(t.is_meta for t in a.values())
+    tokens = fast.tokenizer(["image of a chair", "x"])
+    torch.testing.assert_close(fast.encode_text_tokens(tokens), plain.encode_text_tokens(tokens), rtol=0, atol=0)
+    images = torch.randn(2, 3, 224, 224)
+    torch.testing.assert_close(fast.encode_images(images), plain.encode_images(images), rtol=0, atol=0)
+
+
 def test_weights_from_env_and_weights_folder(tiny_backbone, tmp_path, monkeypatch):
     path = tmp_path / "tiny-ViT-test-mine.pt"
     torch.save(tiny_backbone.model.state_dict(), path)
