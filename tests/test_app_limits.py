@@ -281,7 +281,7 @@ def test_controls_refuse_nan_in_one_line():
     """A raw HTTP client can send NaN (Python's JSON reader takes it); gradio's own range check lets it through."""
     import gradio as gr
 
-    from ui.app import Number, Slider
+    from ui.tabs.common import Number, Slider
 
     for comp in (Number(5, precision=0, minimum=16, maximum=8192, label="number of points"),
                  Slider(0.005, 0.06, value=0.02, label="Splat radius")):
@@ -549,7 +549,7 @@ def test_dataset_browser_reads_what_the_page_shows_and_forgets_old_shapes(tmp_pa
 def test_api_errors_user_ones_logged_in_one_line_unexpected_ones_with_a_traceback(client, monkeypatch, caplog):
     from gradio_client import handle_file
 
-    caplog.set_level(logging.INFO, logger="ui.app")
+    caplog.set_level(logging.INFO, logger="ui")
     good = handle_file(str(example_path("mug", "points")))
     msg = refusal(client, good, "mug, " + "m" * 500, api_name="/classify")
     (rec,) = [r for r in caplog.records if "/classify refused" in r.getMessage()]

@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 __all__ = [
-    "CSS", "PRIMARY", "point_cloud_figure", "probability_figure", "view_logit_heatmap", "placeholder_figure",
+    "CSS", "PRIMARY", "PRIMARY_LIGHT", "escape", "point_cloud_figure", "probability_figure", "view_logit_heatmap", "placeholder_figure",
     "view_cards_html", "banner_html", "weights_banner_html", "prediction_html", "shape_info_html", "message_html", "png_data_uri",
     "view_directions", "empty_html", "training_curves_figure", "gate_weights_figure",
     "gate_views_figure",
@@ -90,7 +90,8 @@ CSS = """
 # helpers
 
 
-def _esc(text: object) -> str:
+def escape(text: object) -> str:
+    """``text`` (anything, via ``str``) safe inside HTML text and attribute values (quotes escaped)."""
     return html.escape(str(text), quote=True)
 
 
@@ -129,7 +130,7 @@ def _base_layout(height: int, **kw) -> dict:
 def placeholder_figure(message: str, height: int = 260) -> go.Figure:
     """An empty chart that says what is coming ("scoring…")."""
     fig = go.Figure()
-    fig.add_annotation(text=_esc(message), showarrow=False, font=dict(size=14, color=MUTED), x=0.5, y=0.5,
+    fig.add_annotation(text=escape(message), showarrow=False, font=dict(size=14, color=MUTED), x=0.5, y=0.5,
                        xref="paper", yref="paper")
     fig.update_layout(**_base_layout(height), xaxis=dict(visible=False), yaxis=dict(visible=False))
     return fig
@@ -284,7 +285,7 @@ def gate_views_figure(labels: Sequence[str], mean_gate: Sequence[float] | None =
     fig = go.Figure()
     if mean_gate is not None:
         fig.add_trace(go.Bar(x=names, y=[float(g) for g in mean_gate], name=mean_name, marker_color=PRIMARY,
-                             hovertemplate="%{x}<br>α %{y:.3f}<extra>" + _esc(mean_name) + "</extra>"))
+                             hovertemplate="%{x}<br>α %{y:.3f}<extra>" + escape(mean_name) + "</extra>"))
     if shape_gate is not None:
         fig.add_trace(go.Bar(x=names, y=[float(g) for g in shape_gate], name="this shape", marker_color=ACCENT,
                              hovertemplate="%{x}<br>α %{y:.3f}<extra>this shape</extra>"))
@@ -398,10 +399,10 @@ def view_cards_html(
         if votes is not None:
             cls = "c2p-chip win" if prediction is not None and votes[v] == prediction else "c2p-chip"
             share = f"{vote_probs[v]:.0%} of this view" if vote_probs is not None else ""
-            vote = f'<div class="c2p-vote"><span>votes <span class="{cls}">{_esc(votes[v])}</span></span><span class="c2p-kv">{share}</span></div>'
+            vote = f'<div class="c2p-vote"><span>votes <span class="{cls}">{escape(votes[v])}</span></span><span class="c2p-kv">{share}</span></div>'
         cards.append(
             f'<div class="c2p-card" data-view="{v + 1}"><div class="c2p-card-head"><b>View {v + 1}</b>'
-            f'<span class="c2p-kv">{_esc(elev.strip())} · {_esc(azim.strip())}</span></div>'
+            f'<span class="c2p-kv">{escape(elev.strip())} · {escape(azim.strip())}</span></div>'
             f'<div class="c2p-pair">{"".join(figs)}</div>{vote}</div>'
         )
     return f'<div class="c2p-cards" id="c2p-view-cards">{"".join(cards)}</div>'
@@ -418,19 +419,19 @@ def banner_html(level: str, model_name: str, weights: str, encoder: str, device:
     """The weights banner: backbone, weights, encoder, device; red and explicit for random weights."""
     state = "" if loaded else ' <span class="c2p-kv">(loads on first use)</span>'
     parts = [
-        f'<span><b>Backbone</b> {_esc(model_name)}{state}</span>',
-        f'<span><b>Weights</b> {_esc(weights)}</span>',
-        f'<span><b>Depth views encoded by</b> {_esc(encoder)}</span>',
-        f'<span class="c2p-kv">device {_esc(device)}</span>',
+        f'<span><b>Backbone</b> {escape(model_name)}{state}</span>',
+        f'<span><b>Weights</b> {escape(weights)}</span>',
+        f'<span><b>Depth views encoded by</b> {escape(encoder)}</span>',
+        f'<span class="c2p-kv">device {escape(device)}</span>',
     ]
     if level == "random":
         tag = '<span class="c2p-tag">RANDOM WEIGHTS</span>'
         parts.insert(0, tag + '<span class="c2p-random-text">random — scores meaningless</span>')
-        parts.append(f"<details><summary>Why, and how to get real weights</summary><code>{_esc(detail)}</code></details>")
+        parts.append(f"<details><summary>Why, and how to get real weights</summary><code>{escape(detail)}</code></details>")
     elif level == "pending":  # nothing local yet; the first load tries a download (random if that fails)
         parts.insert(0, '<span class="c2p-tag">WEIGHTS NOT LOADED YET</span>')
         if detail:
-            parts.append(f"<details><summary>What was looked for</summary><code>{_esc(detail)}</code></details>")
+            parts.append(f"<details><summary>What was looked for</summary><code>{escape(detail)}</code></details>")
     else:
         parts.insert(0, '<span class="c2p-tag">PRETRAINED</span>')
     kind = level if level in ("random", "pending") else "ok"
@@ -444,19 +445,19 @@ def prediction_html(prediction: str, prob: float, num_views: int, num_classes: i
     if votes:
         counts = Counter(votes).most_common()
         chips = " ".join(
-            f'<span class="c2p-chip{" win" if c == prediction else ""}">{_esc(c)} {n}</span>' for c, n in counts
+            f'<span class="c2p-chip{" win" if c == prediction else ""}">{escape(c)} {n}</span>' for c, n in counts
         )
         tally = f'<div class="c2p-tally"><span class="c2p-kv">votes of the {len(votes)} views</span> {chips}</div>'
     truth = ""
     if true_label is not None:
         ok = true_label == prediction
-        truth = f' · true label <span class="c2p-true {"ok" if ok else "bad"}">{_esc(true_label)} {"✓" if ok else "✗"}</span>'
+        truth = f' · true label <span class="c2p-true {"ok" if ok else "bad"}">{escape(true_label)} {"✓" if ok else "✗"}</span>'
     warn = ' · <span class="c2p-random-text" style="color:#dc2626;font-weight:700">random weights: meaningless</span>' if random_weights else ""
     return (
         f'<div class="c2p-pred" id="c2p-prediction"><div class="c2p-pred-label">zero-shot prediction</div>'
-        f'<div><span class="c2p-pred-class">{_esc(prediction)}</span><span class="c2p-pred-prob">{prob:.1%}</span></div>'
+        f'<div><span class="c2p-pred-class">{escape(prediction)}</span><span class="c2p-pred-prob">{prob:.1%}</span></div>'
         f'<div class="c2p-pred-note">{num_classes} classes · sum of {num_views} per-view logits'
-        f'{" · " + _esc(encoder) if encoder else ""}{truth}{warn}</div>{tally}</div>'
+        f'{" · " + escape(encoder) if encoder else ""}{truth}{warn}</div>{tally}</div>'
     )
 
 
@@ -470,17 +471,17 @@ def shape_info_html(name: str, kind: str, num_points: int, num_input: int, up: s
         times = " · " + " · ".join(f"{k} {v * 1000:.0f} ms" for k, v in seconds.items())
     views = f" · {num_views} views" if num_views else ""
     return (
-        f'<div class="c2p-info" id="c2p-shape-info"><b>{_esc(name)}</b><br>{what} · {num_points:,} points classified '
-        f'(file: {of}) · up axis {_esc(up)}{views}<span class="c2p-kv">{_esc(times)}</span></div>'
+        f'<div class="c2p-info" id="c2p-shape-info"><b>{escape(name)}</b><br>{what} · {num_points:,} points classified '
+        f'(file: {of}) · up axis {escape(up)}{views}<span class="c2p-kv">{escape(times)}</span></div>'
     )
 
 
 def message_html(text: str, kind: str = "info") -> str:
     """A status message ("error" in red)."""
     icon = "⚠ " if kind == "error" else ""
-    return f'<div class="c2p-msg {_esc(kind)}" id="c2p-status-{_esc(kind)}">{icon}{_esc(text)}</div>'
+    return f'<div class="c2p-msg {escape(kind)}" id="c2p-status-{escape(kind)}">{icon}{escape(text)}</div>'
 
 
 def empty_html(text: str) -> str:
     """A dashed placeholder box."""
-    return f'<div class="c2p-empty">{_esc(text)}</div>'
+    return f'<div class="c2p-empty">{escape(text)}</div>'

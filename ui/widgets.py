@@ -1,8 +1,9 @@
 """Jupyter widgets (ipywidgets 8) over the same logic as the Gradio app.
 
 Every widget drives :mod:`ui.session` (shapes, views, cached view features, scores),
-:mod:`ui.figures` (plotly figures and HTML fragments) and :mod:`ui.runs` (background few-shot
-runs); nothing here re-implements rendering or scoring.
+:mod:`ui.results` (the same pictures of a session as the app's), :mod:`ui.runs` (background
+few-shot runs) and :mod:`ui.adapters` (finished runs); nothing here loads, renders or scores on
+its own.
 
 * :class:`ShapeExplorer` — a file (upload or path) or an example → depth views beside the CLIP
   image views of the same cameras, and an interactive 3-D view with the cameras marked.
@@ -38,27 +39,15 @@ import plotly.io as pio
 
 from clip2point.errors import Clip2PointError
 
-from . import figures
-from .figures import gate_weights_figure, training_curves_figure
-from .runs import FewShotRunner, RunState
-from .session import (
-    CLASS_PRESETS,
-    DEFAULT_CLASS_SET,
-    DEFAULT_EXAMPLE,
-    DEFAULT_NUM_POINTS,
-    DEFAULT_RADIUS,
-    DEFAULT_TEMPLATE,
-    DEFAULT_VIEWS,
-    ENCODERS,
-    REGISTRY,
-    UPLOAD_EXTENSIONS,
-    VIEW_SETS,
-    ModelSpec,
-    Session,
-    ShapeSource,
-    example_names,
-    find_data_dir,
-)
+from ui import figures, results
+from ui.adapters import class_gate_means, example_depth_thumbnails
+from ui.defaults import (DEFAULT_CLASS_SET, DEFAULT_EXAMPLE, DEFAULT_NUM_POINTS, DEFAULT_RADIUS, DEFAULT_TEMPLATE,
+                         DEFAULT_VIEWS, ENCODERS, FEWSHOT_VIEWS, UPLOAD_EXTENSIONS, VIEW_SETS)
+from ui.figures import gate_weights_figure, training_curves_figure
+from ui.registry import REGISTRY, ModelSpec
+from ui.runs import FewShotRunner, RunState
+from ui.session import Session
+from ui.shapes import CLASS_PRESETS, ShapeSource, example_names, find_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +132,10 @@ class ShapeExplorer:
                                     description="Radius", continuous_update=False)
         self.num_points = W.IntSlider(value=DEFAULT_NUM_POINTS, min=128, max=8192, step=128, description="Points",
                                       continuous_update=False)
-        self.banner = W.HTML(figures.weights_banner_html(self.session.weights_status()))
+        self.banner = W.HTML(results.banner(self.session))
         self.info = W.HTML()
         self.message = W.HTML()
-        self.cards = W.HTML(figures.empty_html("Load a shape to see its depth maps and CLIP image views."))
+        self.cards = W.HTML(results.view_cards(self.session))
         self.plot = W.Output(layout=W.Layout(min_height="300px"))
         controls = W.VBox([W.HBox([self.source, self.up]), W.HBox([self.path, self.upload]),
                            W.HBox([self.views, self.radius, self.num_points])])
@@ -243,22 +232,12 @@ class ShapeExplorer:
     def refresh(self) -> None:
         """Redraw the outputs from the session (view cards show per-view votes once scored)."""
         s = self.session
-        self.banner.value = figures.weights_banner_html(s.weights_status())
+        self.banner.value = results.banner(s)
         if s.shape is None or s.views is None:
             return
-        shape, views = s.shape, s.views
-        seconds = {"load": shape.seconds, **views.seconds, **s.seconds}
-        self.info.value = figures.shape_info_html(shape.name, shape.kind, len(shape.points), shape.num_input_points,
-                                                  shape.up, len(views), seconds)
-        votes = shares = pred = None
-        if s.result is not None:
-            votes, shares, pred = s.result.view_votes(), s.result.view_vote_probs(), s.result.predictions()[0]
-        self.cards.value = figures.view_cards_html(views.depth.numpy(), views.images, views.labels, votes, shares, pred,
-                                                   views.cache)
-        from clip2point.render import get_view_set
-
-        vs = get_view_set(views.view_set)
-        self.figure = figures.point_cloud_figure(shape.points, shape.colors, "height", vs.elev, vs.azim, views.labels)
+        self.info.value = results.shape_info_html(s)
+        self.cards.value = results.view_cards(s)
+        self.figure = results.shape_figure(s, "height")
         show_figure(self.plot, self.figure)
 
     @property
@@ -383,15 +362,8 @@ class ZeroShotPanel:
             self._fail(str(err))
             return False
         self.error, self.message.value, self.result = None, "", res
-        truth = s.shape.true_label
-        top_class, top_prob = res.top(1)[0]
-        random_weights = s.weights_status().is_random
-        self.prediction.value = figures.prediction_html(
-            top_class, top_prob, res.view_logits.shape[1], len(res.classes), truth, random_weights,
-            ENCODERS[s.encoder], res.view_votes())
-        self.prob_figure = figures.probability_figure(res.classes, res.probs[0].numpy(), int(self.top_k.value), truth)
-        self.heatmap_figure = figures.view_logit_heatmap(res.classes, res.view_logits[0].numpy(), res.view_labels,
-                                                         true_label=truth)
+        self.prediction.value, self.prob_figure, self.heatmap_figure = results.session_result_outputs(
+            s, int(self.top_k.value))
         show_figure(self.bars, self.prob_figure)
         show_figure(self.heatmap, self.heatmap_figure)
         if self.explorer is not None:
@@ -599,10 +571,10 @@ class GateViewer:
         self.spec = spec
         if spec is not None and per_class > 0:
             try:
-                self.class_gate = self._class_gates(spec, per_class)
+                self.class_gate = class_gate_means(self.run_dir, REGISTRY.model(spec).backbone, per_class)
             except Clip2PointError as err:
                 log.warning("per-class gate weights unavailable: %s", err)
-        self.thumbnails = self._thumbnails(example)
+        self.thumbnails = example_depth_thumbnails(example, self.run_config.get("fewshot", {}).get("views", FEWSHOT_VIEWS))
         self.figure = gate_weights_figure(self.gate, self.labels, self.importance, self.paths)
         self.class_figure = self._class_figure()
         self.cards = W.HTML(self.cards_html())
@@ -621,32 +593,6 @@ class GateViewer:
         from IPython.display import display
 
         display(self.widget)
-
-    def _thumbnails(self, example: str) -> list[str]:
-        from clip2point.render import render_depth
-
-        from .session import load_shape
-
-        views = self.run_config.get("fewshot", {}).get("views", "10")
-        pts = load_shape(ShapeSource.example(example), 2048).points
-        depth = render_depth(pts, views, 96, 0.03)[0].cpu().numpy()
-        return [figures.png_data_uri(d) for d in depth]
-
-    def _class_gates(self, spec: ModelSpec, per_class: int) -> dict[str, np.ndarray]:
-        import torch
-
-        from clip2point.datasets import open_dataset
-        from clip2point.fewshot import FewShotConfig, load_adapter, stratified_head
-
-        fcfg = FewShotConfig.from_dict(self.run_config["fewshot"])
-        clf = load_adapter(self.run_dir, REGISTRY.model(spec).backbone)
-        ds = open_dataset(fcfg.dataset, fcfg.data_dir, "test", num_points=fcfg.num_points, up=fcfg.up)
-        n_cls = len(np.unique(ds.labels))
-        idx = stratified_head(ds.labels, per_class * n_cls)
-        pts = torch.stack([ds[int(i)][0] for i in idx])
-        gates = clf.predict(pts).gate.numpy()
-        labels = ds.labels[idx]
-        return {ds.class_names[c]: gates[labels == c].mean(axis=0) for c in np.unique(labels)}
 
     def cards_html(self) -> str:
         """One card per view: its depth thumbnail and a bar of α (share of path A)."""
