@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import abc
 import fnmatch
-import hashlib
 import json
 import logging
 import re
@@ -60,6 +59,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .checkpoints import file_digest
 from .classes import MODELNET10, MODELNET40, class_names as _words
 from .errors import DatasetError
 from .io import convert_up_axis, h5_dataset, load_point_cloud
@@ -572,14 +572,6 @@ def open_dataset(
 # download
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _safe_extract(archive: Path, dest: Path) -> None:
     """Unzip ``archive`` into ``dest``, skipping macOS metadata and refusing paths outside ``dest``."""
     dest = dest.resolve()
@@ -628,7 +620,7 @@ def download_dataset(name: str, dest_dir: str | Path, progress: bool = True) -> 
             f"could not download {folder_name} from {url} ({type(err).__name__}: {err}). On a machine without "
             f"internet, download the archive elsewhere, unzip it into {dest}, and pass --data-dir {dest}."
         ) from err
-    logger.info("downloaded %s (sha256 %s)", archive, _sha256(archive))
+    logger.info("downloaded %s (sha256 %s)", archive, file_digest(archive))
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
     try:
         try:

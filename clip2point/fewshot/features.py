@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from ..backbone import ClipBackbone
+from ..checkpoints import load_state_dict_file, save_state_dict_atomic
 from ..datasets import PointCloudDataset, iter_batches
 from ..errors import CheckpointError, Clip2PointError
 from ..render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
-from ..weights import load_state_dict_file, save_state_dict_atomic
 from .config import CACHE_DTYPES, STREAM_ONLINE, STREAM_RESAMPLE, FewShotConfig, seeded_rng
 
 log = logging.getLogger(__name__)

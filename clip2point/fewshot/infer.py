@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from ..backbone import ClipBackbone
+from ..checkpoints import load_state_dict_file
 from ..errors import CheckpointError
 from ..gdpa import GatedDualPathAdapter
 from ..render import ViewSet, as_points_tensor
-from ..weights import load_state_dict_file
 from ..zeroshot import ClassScores, ScoredShapes
 from .features import ViewEncoder
 from .rundir import RunFolder

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from ..backbone import ClipBackbone
+from ..checkpoints import read_json, save_state_dict_atomic, write_json_atomic, write_text_atomic
 from ..errors import CheckpointError, Clip2PointError
 from ..gdpa import GatedDualPathAdapter, GDPAConfig
-from ..weights import read_json, save_state_dict_atomic, write_json_atomic, write_text_atomic
 from .config import FewShotConfig
 
 log = logging.getLogger(__name__)

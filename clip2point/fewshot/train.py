@@ -7,7 +7,6 @@ resumed ends exactly where an uninterrupted one does (on the CPU; bitwise for th
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,14 +20,14 @@ import torch
 from torch.nn import functional as F
 
 from ..backbone import ClipBackbone
-from ..errors import CheckpointError
+from ..checkpoints import load_state_dict_file, load_training_state, save_training_state
 from ..evaluate import EvalResult
 from ..gdpa import GatedDualPathAdapter, GDPAConfig
 from ..rng import private_rng
-from ..weights import load_state_dict_file, save_state_dict_atomic
 from .config import STREAM_EPOCH, STREAM_INIT, FewShotConfig, make_splits, torch_seed
-from .features import EncoderPasses, FeatureCache, RunFeatures, SplitFeatures, ViewEncoder, amp_dtype, autocast, \
-    released_recipe_passes
+from .features import (
+    EncoderPasses, FeatureCache, RunFeatures, SplitFeatures, ViewEncoder, amp_dtype, autocast, released_recipe_passes,
+)
 from .rundir import (
     RUN_FILES, EpochStats, HistoryFile, check_same_backbone, prepare_run_dir, run_file, save_adapter, write_metrics,
     write_run_config,
@@ -36,10 +35,10 @@ from .rundir import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_FORMAT", "EpochStats", "Progress", "RunResult", "AdapterTrainer", "run_fewshot"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_V1", "EpochStats", "Progress", "RunResult", "AdapterTrainer", "run_fewshot"]
 
-#: ``format`` of ``last.safetensors`` (the training state a run resumes from).
-CHECKPOINT_FORMAT = "clip2point-fewshot-checkpoint/1"
+#: ``format`` of ``last.safetensors`` (the training state a run resumes from), and the earlier one still read.
+CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1 = "clip2point-fewshot-checkpoint/2", "clip2point-fewshot-checkpoint/1"
 
 
 @dataclass
@@ -183,45 +182,25 @@ class AdapterTrainer:
         }
 
     def save(self, path: Path, state: dict[str, Any]) -> None:
-        """Atomic checkpoint (format :data:`CHECKPOINT_FORMAT`): adapter weights, optimizer and scaler
-        state, and the run's JSON ``state``."""
-        opt = self.optimizer.state_dict()
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for i, st in opt["state"].items():
-            tensors.update({f"optim.{i}.{k}": v for k, v in st.items() if isinstance(v, torch.Tensor)})
-        meta = {
-            "format": CHECKPOINT_FORMAT, "state": json.dumps(state),
-            "param_groups": json.dumps(opt["param_groups"]), "scaler": json.dumps(self.scaler.state_dict()),
-            "gdpa": self.model.config.to_json(),
-        }
-        save_state_dict_atomic(tensors, path, meta)
+        """Atomic checkpoint (format :data:`CHECKPOINT_FORMAT`, see
+        :func:`~clip2point.checkpoints.save_training_state`): adapter weights, optimizer and scaler
+        state, the run's JSON ``state`` and the adapter's config (header ``gdpa``)."""
+        save_training_state(path, self.model, self.optimizer, scaler=self.scaler, format=CHECKPOINT_FORMAT,
+                            state=state, metadata={"gdpa": self.model.config.to_json()})
 
     def load(self, path: Path) -> dict[str, Any]:
-        """Restore a checkpoint written by :meth:`save`; returns its JSON state.
+        """Restore a checkpoint written by :meth:`save` (or by clip2point before the shared
+        serialiser: format ``clip2point-fewshot-checkpoint/1``); returns its JSON state.
 
         Raises:
             CheckpointError: another format, or a checkpoint that does not fit or is damaged.
         """
-        sd, meta = load_state_dict_file(path)
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not a clip2point few-shot checkpoint; start a new run (without --resume)")
-        try:
-            self.model.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("model.")})
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for k, v in sd.items():
-                if k.startswith("optim."):
-                    _, i, name = k.split(".", 2)
-                    state.setdefault(int(i), {})[name] = v
-            self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-            scaler = json.loads(meta.get("scaler", "{}"))
-            if scaler and self.scaler.is_enabled():
-                self.scaler.load_state_dict(scaler)
-            run_state = json.loads(meta["state"])
-            int(run_state["epoch"]), int(run_state["best_epoch"]), float(run_state["best_val_acc"])
-            return run_state
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
-            raise CheckpointError(f"{path}: the checkpoint does not fit this run or is damaged ({type(err).__name__}: "
-                                  f"{' '.join(str(err).split())[:160]}); start a new run (without --resume)") from None
+        def check(state: dict[str, Any]) -> None:
+            int(state["epoch"]), int(state["best_epoch"]), float(state["best_val_acc"])
+
+        return load_training_state(path, self.model, self.optimizer, scaler=self.scaler,
+                                   format=(CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_V1), check_state=check,
+                                   fix="start a new run (without --resume)")
 
 
 def _stop_checker(should_stop: Callable[[], bool] | Any | None) -> Callable[[], bool]:
