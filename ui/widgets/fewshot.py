@@ -1,0 +1,266 @@
+"""Jupyter widgets of few-shot runs: :class:`FewShotPanel` (start/stop, live curves) and :class:`GateViewer`."""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from clip2point.errors import Clip2PointError
+from ui import figures
+from ui.adapters import class_gate_means, example_depth_thumbnails
+from ui.defaults import DEFAULT_EXAMPLE, FEWSHOT_VIEWS, VIEW_SETS
+from ui.figures import gate_weights_figure, training_curves_figure
+from ui.registry import REGISTRY, ModelSpec
+from ui.runs import FewShotRunner, RunState
+from ui.shapes import find_data_dir
+from ui.widgets.common import css, default_spec, show_figure
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FewShotPanel", "GateViewer"]
+
+
+class FewShotPanel:
+    """Start/stop a GDPA few-shot run in the background and watch it learn.
+
+    Args:
+        spec: the backbone (loaded through the shared registry at Start).
+        data_dir: the ModelNet folder (default ``find_data_dir()``; ``modelnet10`` below it is used).
+        out_dir: where runs go (a new sub-folder per run, named after the settings).
+        **defaults: initial values of the controls (shots, epochs, gate, views, limit_test,
+            num_points, val_per_class, dataset) and any other :class:`FewShotConfig` field.
+
+    Attributes:
+        runner: the current :class:`FewShotRunner` (None before Start). state: its latest state.
+        curves_figure: the latest training-curves figure. gate_viewer: a :class:`GateViewer` of
+            the finished run. widget: the ``VBox``.
+    """
+
+    def __init__(self, spec: ModelSpec | None = None, data_dir: str | None = None, out_dir: str = "runs",
+                 **defaults) -> None:
+        from clip2point.fewshot import GATES, SHOTS
+
+        self.spec = spec or default_spec()
+        self.out_root = Path(out_dir)
+        self.runner: FewShotRunner | None = None
+        self.state = RunState()
+        self.curves_figure: go.Figure | None = None
+        self.gate_viewer: GateViewer | None = None
+        self.extra = {k: v for k, v in defaults.items()
+                      if k not in ("dataset", "shots", "epochs", "gate", "views", "limit_test", "num_points", "val_per_class")}
+        found = find_data_dir(data_dir)
+        self.data_dir = W.Text(value=str(found or ""), description="Data dir", placeholder="folder with modelnet10/",
+                               layout=W.Layout(width="60%"))
+        self.dataset = W.Dropdown(options=["modelnet10", "modelnet40"], value=defaults.get("dataset", "modelnet10"),
+                                  description="Dataset")
+        self.shots = W.Dropdown(options=list(SHOTS), value=defaults.get("shots", 16), description="Shots")
+        self.epochs = W.IntSlider(value=defaults.get("epochs", 30), min=1, max=200, description="Epochs")
+        self.gate = W.ToggleButtons(options=list(GATES), value=defaults.get("gate", "view"), description="Gate",
+                                    tooltips=["GDPA: per-view learned gate", "DPA: fixed 0.5/0.5 (released)"])
+        self.views = W.ToggleButtons(options=list(VIEW_SETS), value=defaults.get("views", "10"), description="Views",
+                                     style={"button_width": "40px"})
+        self.limit_test = W.IntText(value=defaults.get("limit_test", 200), description="Test shapes",
+                                    tooltip="class-balanced test subset (0 = all)")
+        self.num_points = W.IntText(value=defaults.get("num_points", 1024), description="Points")
+        self.val_per_class = W.IntText(value=defaults.get("val_per_class", 4), description="Val/class")
+        self.start_button = W.Button(description="Start", button_style="primary", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="")
+        self.status = W.HTML("idle")
+        self.curves = W.Output()
+        self.gates = W.VBox()
+        self.start_button.on_click(lambda _b: self.start())
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.widget = W.VBox([
+            css(), W.HBox([self.data_dir, self.dataset]), W.HBox([self.shots, self.epochs, self.gate]),
+            W.HBox([self.views, self.limit_test, self.num_points, self.val_per_class]),
+            W.HBox([self.start_button, self.stop_button, self.progress, self.status]), self.curves, self.gates,
+        ])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def config(self):
+        """The :class:`FewShotConfig` the controls describe (a fresh run folder under ``out_dir``)."""
+        from clip2point.fewshot import FewShotConfig
+
+        name = f"{self.dataset.value}-{self.shots.value}shot-{self.gate.value}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = self.out_root / name
+        n = 1
+        while out.exists():
+            n += 1
+            out = self.out_root / f"{name}-{n}"
+        return FewShotConfig(**{
+            "plots": False, **self.extra,
+            "dataset": self.dataset.value, "data_dir": self.data_dir.value.strip(), "out_dir": str(out),
+            "shots": int(self.shots.value), "epochs": int(self.epochs.value), "gate": self.gate.value,
+            "views": self.views.value, "limit_test": int(self.limit_test.value), "num_points": int(self.num_points.value),
+            "val_per_class": int(self.val_per_class.value),
+        })
+
+    def start(self) -> FewShotRunner | None:
+        """Start a run with the current controls (ignored while one is running)."""
+        if self.runner is not None and self.runner.running:
+            return self.runner
+        self.gate_viewer, self.gates.children = None, ()
+        self.status.value = "loading the backbone…"
+        try:
+            backbone = REGISTRY.model(self.spec).backbone
+            cfg = self.config()
+        except Clip2PointError as err:
+            self._update(RunState(status="failed", error=str(err)))
+            return None
+        self.runner = FewShotRunner(cfg, backbone, on_update=self._update)
+        self.start_button.disabled, self.stop_button.disabled = True, False
+        self.runner.start()
+        return self.runner
+
+    def stop(self) -> None:
+        """Ask the running run to stop after its current step."""
+        if self.runner is not None:
+            self.runner.stop()
+            self.status.value = "stopping…"
+
+    def wait(self, timeout: float | None = None) -> RunState:
+        """Wait for the current run (tests, scripts); returns its final state."""
+        if self.runner is not None:
+            self.runner.wait(timeout)
+            self._update(self.runner.state)  # idempotent; makes the widgets final even without a kernel loop
+        return self.state
+
+    _lock = threading.Lock()
+
+    def _update(self, state: RunState) -> None:
+        with self._lock:
+            new_epoch = len(state.history) != len(self.state.history) or self.curves_figure is None
+            self.state = state
+            self.progress.value = state.fraction
+            self.progress.bar_style = {"failed": "danger", "cancelled": "warning", "completed": "success"}.get(state.status, "")
+            msg = state.describe()
+            self.status.value = figures.message_html(msg, "error") if state.status == "failed" else msg
+            if new_epoch or state.finished:
+                self.curves_figure = training_curves_figure(state.history)
+                show_figure(self.curves, self.curves_figure)
+            if state.finished:
+                self.start_button.disabled, self.stop_button.disabled = False, True
+                if state.result is not None and state.result.best_epoch and self.gate_viewer is None:
+                    try:
+                        self.gate_viewer = GateViewer(state.result, spec=self.spec)
+                        self.gates.children = (self.gate_viewer.widget,)
+                    except Clip2PointError as err:
+                        log.warning("no gate view: %s", err)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. gate viewer
+
+
+class GateViewer:
+    """Per-view gate weights of a few-shot run, with thumbnails of the views, and per-class averages.
+
+    Args:
+        run: a run directory or a :class:`~clip2point.fewshot.RunResult`.
+        spec: the backbone of the run; with it (and the run's dataset available) the per-class
+            averages of the gate are computed by the trained adapter on ``per_class`` test shapes
+            per class. Without it only the per-class test accuracy from ``metrics.json`` is shown.
+        example: the example object whose depth views make the thumbnails.
+        per_class: test shapes per class for the per-class gate averages (0: skip).
+
+    Attributes:
+        metrics: ``metrics.json``. gate: (V,) mean α per view. labels: view labels.
+        class_gate: {class: (V,) mean α} (empty without a backbone). figure, class_figure: plotly.
+    """
+
+    def __init__(self, run, spec: ModelSpec | None = None, example: str = DEFAULT_EXAMPLE, per_class: int = 4) -> None:
+        from clip2point.fewshot import RUN_FILES, read_run_config
+
+        self.run_dir = Path(getattr(run, "run_dir", run))
+        mpath = self.run_dir / RUN_FILES["metrics"]
+        if not mpath.is_file():
+            raise Clip2PointError(f"{self.run_dir} has no metrics.json; is it a finished few-shot run?")
+        try:
+            self.metrics = json.loads(mpath.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise Clip2PointError(f"{mpath} is not valid JSON ({err}); the run folder is damaged") from None
+        self.run_config = read_run_config(self.run_dir)
+        m = self.metrics
+        gate, self.where = m.get("gate_weights"), "test"
+        if not gate:
+            gate, self.where = m.get("val_gate_weights"), "validation"
+        self.labels = list(m.get("view_labels") or self.run_config.get("view_labels") or [])
+        self.gate = np.asarray(gate if gate else [0.5] * len(self.labels), dtype=float)
+        self.importance = m.get("view_importance")
+        self.paths = m.get("paths", "clip+clip")
+        self.class_gate: dict[str, np.ndarray] = {}
+        self.spec = spec
+        if spec is not None and per_class > 0:
+            try:
+                self.class_gate = class_gate_means(self.run_dir, REGISTRY.model(spec).backbone, per_class)
+            except Clip2PointError as err:
+                log.warning("per-class gate weights unavailable: %s", err)
+        self.thumbnails = example_depth_thumbnails(example, self.run_config.get("fewshot", {}).get("views", FEWSHOT_VIEWS))
+        self.figure = gate_weights_figure(self.gate, self.labels, self.importance, self.paths)
+        self.class_figure = self._class_figure()
+        self.cards = W.HTML(self.cards_html())
+        self.plot, self.class_plot = W.Output(), W.Output()
+        show_figure(self.plot, self.figure)
+        show_figure(self.class_plot, self.class_figure)
+        acc = m.get("test_accuracy")
+        head = (f"<b>{self.run_dir.name}</b> · gate <code>{m.get('gate')}</code> · paths {m.get('paths')} · "
+                f"best epoch {m.get('best_epoch')}" + (f" · test accuracy {acc:.1%}" if acc is not None else "")
+                + f" · α averaged over the {self.where} shapes"
+                + (' · <span class="c2p-random-text" style="color:#dc2626">random weights: meaningless</span>'
+                   if m.get("random_weights") else ""))
+        self.widget = W.VBox([css(), W.HTML(f'<div class="c2p-info">{head}</div>'), self.cards, self.plot, self.class_plot])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def cards_html(self) -> str:
+        """One card per view: its depth thumbnail and a bar of α (share of path A)."""
+        path_a = "depth encoder" if self.paths == "depth+clip" else "path A"
+        cards = []
+        for v, label in enumerate(self.labels):
+            a = float(self.gate[v])
+            thumb = f'<img src="{self.thumbnails[v]}" alt="view {v + 1}">' if v < len(self.thumbnails) else ""
+            imp = f" · importance {self.importance[v]:.3f}" if self.importance else ""
+            cards.append(
+                f'<div class="c2p-card c2p-gate-card" data-view="{v + 1}"><div class="c2p-card-head"><b>View {v + 1}</b>'
+                f'<span class="c2p-kv">{html.escape(str(label))}</span></div><div class="c2p-pair"><figure>{thumb}</figure>'
+                f'<div><div style="font-size:.8rem">α = {a:.3f}<br><span class="c2p-kv">{path_a} {a:.0%} · CLIP {1 - a:.0%}'
+                f'{imp}</span></div><div style="background:rgba(148,163,184,.3);border-radius:4px;margin-top:.3rem">'
+                f'<div class="c2p-gate-bar" style="width:{a * 100:.1f}%"></div></div></div></div></div>'
+            )
+        return f'<div class="c2p-cards" style="grid-template-columns:repeat(auto-fill,minmax(200px,1fr))">{"".join(cards)}</div>'
+
+    def _class_figure(self) -> go.Figure:
+        if self.class_gate:
+            names = list(self.class_gate)
+            z = np.stack([self.class_gate[c] for c in names])
+            fig = go.Figure(go.Heatmap(z=z, x=[f"{i + 1}" for i in range(z.shape[1])], y=names, colorscale="Blues",
+                                       colorbar=dict(title=dict(text="α", side="right"), thickness=10),
+                                       hovertemplate="%{y} · view %{x}: α %{z:.3f}<extra></extra>"))
+            fig.update_layout(height=80 + 22 * len(names), margin=dict(l=10, r=10, t=30, b=30),
+                              title="mean gate α per class (rows) and view (columns)", yaxis=dict(autorange="reversed"))
+            return fig
+        per = (self.metrics.get("test") or {}).get("per_class_accuracy") or {}
+        fig = go.Figure(go.Bar(x=list(per.values()), y=list(per), orientation="h", marker_color=figures.PRIMARY_LIGHT))
+        fig.update_layout(height=80 + 22 * max(1, len(per)), margin=dict(l=10, r=10, t=30, b=30),
+                          title="test accuracy per class", xaxis=dict(range=[0, 1], tickformat=".0%"),
+                          yaxis=dict(autorange="reversed"))
+        return fig
+
+    @property
+    def num_view_cards(self) -> int:
+        return self.cards.value.count('class="c2p-card c2p-gate-card"')
