@@ -51,7 +51,9 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -199,25 +201,39 @@ class InMemoryDataset(PointCloudDataset):
 
 
 class _LazyDataset(PointCloudDataset):
-    """Items read from one file each on first access (``_read`` gives raw-axis points), cached."""
+    """Items read from one file each on first access (``_read`` gives raw-axis points), cached.
 
-    def __init__(self, paths: Sequence[Path], *, cache: bool = True, **kwargs) -> None:
+    ``cache_size``: None keeps every item read; n ≥ 1 keeps the n most recently used (thread-safe;
+    a hit becomes the newest).
+    """
+
+    def __init__(self, paths: Sequence[Path], *, cache: bool = True, cache_size: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.paths = [Path(p) for p in paths]
-        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.cache_size = cache_size
+        self._cache: OrderedDict[int, np.ndarray] | None = OrderedDict() if cache else None
+        self._lock = threading.Lock()
 
     @abc.abstractmethod
     def _read(self, i: int) -> np.ndarray:
         """(N, 3) float32 points of item ``i`` in the file's own axes."""
 
     def _points(self, i: int) -> np.ndarray:
-        if self._cache is not None and i in self._cache:
-            return self._cache[i]
+        cache = self._cache
+        if cache is not None:
+            with self._lock:
+                if i in cache:
+                    cache.move_to_end(i)
+                    return cache[i]
         if not self.paths[i].is_file():
             raise DatasetError(f"shape file {self.paths[i]} is missing; re-download or re-extract the dataset")
         points = _to_y_up(self._read(i), self.up)
-        if self._cache is not None:
-            self._cache[i] = points
+        if cache is not None:
+            with self._lock:
+                cache[i] = points
+                cache.move_to_end(i)
+                while self.cache_size is not None and len(cache) > self.cache_size:
+                    cache.popitem(last=False)
         return points
 
 
@@ -515,7 +531,8 @@ _DETECTORS = (_try_h5, _try_normal_resampled, _try_off)
 
 
 def open_dataset(
-    name: str, data_dir: str | Path, split: str = "test", num_points: int = 1024, up: str | None = None
+    name: str, data_dir: str | Path, split: str = "test", num_points: int = 1024, up: str | None = None,
+    cache_size: int | None = None,
 ) -> PointCloudDataset:
     """Open a ModelNet split found in ``data_dir`` (see the module docstring for layouts and rules).
 
@@ -525,12 +542,15 @@ def open_dataset(
         split: ``"train"`` or ``"test"``.
         num_points: points per item (first-N rule for files holding more; all if fewer).
         up: up axis of the raw files, ``"y"`` or ``"z"``; None = decide per layout/file.
+        cache_size: items kept in memory by the layouts read one file per shape (OFF,
+            normal_resampled): None = every item read; n ≥ 1 = the n most recently used.
+            The h5 layouts hold the whole split in memory and ignore it.
 
     Returns:
         A :class:`PointCloudDataset` whose items are (N, 3) float32 y-up points and int labels.
 
     Raises:
-        DatasetError: unknown name, split or up axis, ``num_points`` < 1, a missing ``data_dir``,
+        DatasetError: unknown name, split or up axis, ``num_points`` or ``cache_size`` < 1, a missing ``data_dir``,
             no recognised layout, a missing split, or an unreadable file.
     """
     key = _canonical_name(name)
@@ -541,6 +561,8 @@ def open_dataset(
         raise DatasetError(f"unknown up axis {up!r}; choose 'y' or 'z' (or leave it out to auto-detect)")
     if int(num_points) < 1:
         raise DatasetError(f"num_points must be at least 1, got {num_points}")
+    if cache_size is not None and int(cache_size) < 1:
+        raise DatasetError(f"cache_size must be None (keep every shape read) or at least 1, got {cache_size}")
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DatasetError(
@@ -555,6 +577,8 @@ def open_dataset(
         for detect in _DETECTORS:
             ds = detect(folder, key, split, int(num_points), up, notes)
             if ds is not None:
+                if isinstance(ds, _LazyDataset):
+                    ds.cache_size = None if cache_size is None else int(cache_size)
                 logger.info("opened %r", ds)
                 return ds
     looked = (

@@ -243,6 +243,36 @@ def test_off_folder_layout(off_root):
     assert len(open_dataset("modelnet10", off_root, "train")) == 1
 
 
+def test_off_folder_cache_size_keeps_the_most_recently_used_shapes(off_root):
+    ds = open_dataset("modelnet10", off_root, "test", num_points=100, cache_size=2)
+    first = ds[0][0]
+    ds[1], ds[2]
+    assert list(ds._cache) == [1, 2]  # item 0 dropped
+    ds[1]  # a hit becomes the newest
+    ds[0]
+    assert list(ds._cache) == [1, 0] and torch.equal(ds[0][0], first)  # re-read, seeded: the same points
+    unbounded = open_dataset("modelnet10", off_root, "test", num_points=100)
+    for i in range(3):
+        unbounded[i]
+    assert list(unbounded._cache) == [0, 1, 2]
+
+
+@needs_shared
+def test_iter_batches_in_order_and_cut_to_the_smallest_lazy_item(off_root, mn10_test):
+    from clip2point.datasets import iter_batches
+    from clip2point.evaluate import iter_batches as from_evaluate
+
+    assert from_evaluate is iter_batches  # its former home re-exports it
+    sub = mn10_test.subset(np.arange(5))
+    batches = list(iter_batches(sub, 2))
+    assert [len(lab) for _, lab in batches] == [2, 2, 1]
+    assert torch.equal(torch.cat([p for p, _ in batches]), torch.from_numpy(sub.points_array))
+    assert torch.cat([lab for _, lab in batches]).tolist() == sub.labels.tolist()
+    lazy = open_dataset("modelnet10", off_root, "test", num_points=50)
+    (pts, lab), = iter_batches(lazy, 8)
+    assert pts.shape == (3, 50, 3) and lab.dtype == torch.int64 and lab.tolist() == [1, 1, 2]
+
+
 def test_off_folder_name_must_fit(off_root):
     with pytest.raises(DatasetError, match="OFF folder of modelnet10"):
         open_dataset("modelnet40", off_root, "test")
@@ -263,6 +293,8 @@ def test_argument_errors(tmp_path):
         open_dataset("modelnet10", tmp_path, up="x")
     with pytest.raises(DatasetError, match="num_points must be at least 1"):
         open_dataset("modelnet10", tmp_path, num_points=0)
+    with pytest.raises(DatasetError, match="cache_size must be None"):
+        open_dataset("modelnet10", tmp_path, cache_size=0)
     with pytest.raises(DatasetError, match=r"does not exist.*clip2point data download modelnet10 -o DIR"):
         open_dataset("modelnet10", tmp_path / "nowhere")
 

@@ -387,21 +387,21 @@ class RunFolder:
         """The path of one of :data:`RUN_FILES` (it may not exist yet); CheckpointError for a link leading out."""
         return run_file(self.path, key)
 
-    @property
-    def config(self) -> FewShotConfig:
-        """The run's :class:`FewShotConfig` (CheckpointError when its fields do not fit)."""
+    def _section(self, key: str, parse: Any) -> Any:
         try:
-            return FewShotConfig.from_dict(self.config_dict["fewshot"])
+            return parse(self.config_dict[key])
         except (ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{self.file('config')} is unreadable ({err}); the run directory is damaged") from None
 
     @property
+    def config(self) -> FewShotConfig:
+        """The run's :class:`FewShotConfig` (CheckpointError when its fields do not fit)."""
+        return self._section("fewshot", FewShotConfig.from_dict)
+
+    @property
     def gdpa_config(self) -> GDPAConfig:
         """The adapter's :class:`~clip2point.gdpa.GDPAConfig` (CheckpointError when invalid)."""
-        try:
-            return GDPAConfig.from_dict(self.config_dict["gdpa"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{self.file('config')} is unreadable ({err}); the run directory is damaged") from None
+        return self._section("gdpa", GDPAConfig.from_dict)
 
     @property
     def classes(self) -> list[str]:
