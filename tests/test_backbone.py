@@ -79,15 +79,15 @@ def test_loads_full_clip_checkpoint_files(tiny_backbone, tmp_path, fmt):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_checkpoint_weights_skip_the_random_init_and_equal_the_plain_load(tiny_backbone, tmp_path, monkeypatch, dtype):
     """Weights from a file go straight into a meta-built model: the same model as random init + load."""
-    from clip2point import backbone as backbone_mod
+    from clip2point.backbone import architecture
 
     sd = {k: v.to(dtype) for k, v in _perturbed(tiny_backbone.model.state_dict(), seed=4).items()}
     path = tmp_path / "tiny.pt"
     torch.save(sd, path)
     with monkeypatch.context() as m:
-        m.setattr(backbone_mod, "_random_architecture", lambda *a: pytest.fail("random init was run"))
+        m.setattr(architecture, "random_architecture", lambda *a: pytest.fail("random init was run"))
         fast = load_backbone("tiny-ViT-test", weights=str(path))
-    monkeypatch.setattr(backbone_mod, "_rebuild_causal_masks", lambda model: False)  # forces the plain way
+    monkeypatch.setattr(architecture, "_rebuild_causal_masks", lambda model: False)  # forces the plain way
     plain = load_backbone("tiny-ViT-test", weights=str(path))
     a, b = dict(fast.model.named_buffers()) | fast.model.state_dict(), dict(plain.model.named_buffers()) | plain.model.state_dict()
     assert a.keys() == b.keys() and "attn_mask" in a
@@ -571,7 +571,7 @@ def test_depth_encoder_activation_recorded_in_the_file_is_honoured(tiny_backbone
     ({"format": "something-else", "model_name": "ViT-B-32", "init_weights": "tag laion2b_e16 (x)"}, None),
 ])
 def test_trained_activation_from_metadata(meta, expected):
-    from clip2point.backbone import _trained_activation
+    from clip2point.backbone.depth import _trained_activation
 
     assert _trained_activation(meta) is expected
 

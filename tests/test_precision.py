@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import modelnet10_test, needs_data
 
-from clip2point import backbone as backbone_mod
+from clip2point.backbone import precision as precision_mod
 from clip2point.backbone import PRECISIONS, load_backbone, resolve_precision
 from clip2point.errors import Clip2PointError
 from clip2point.render import DepthRenderer, RasterSettings, clip_normalize, get_view_set
@@ -38,7 +38,7 @@ def cpu_flags(monkeypatch):
     """Pretend the CPU has the given /proc/cpuinfo flags (None: no /proc/cpuinfo)."""
 
     def set_flags(flags: str | None, torch_probe: bool = False) -> None:
-        monkeypatch.setattr(backbone_mod, "_cpu_flags", lambda: None if flags is None else frozenset(flags.split()))
+        monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: None if flags is None else frozenset(flags.split()))
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: torch_probe, raising=False)
 
     return set_flags
@@ -95,8 +95,8 @@ def test_auto_on_gpus(monkeypatch):
 
 
 def test_real_proc_cpuinfo_is_read():
-    backbone_mod._cpu_flags.cache_clear()
-    flags = backbone_mod._cpu_flags()
+    precision_mod._cpu_flags.cache_clear()
+    flags = precision_mod._cpu_flags()
     if flags is None:
         pytest.skip("no /proc/cpuinfo on this system")
     assert flags and all(isinstance(f, str) for f in flags)
