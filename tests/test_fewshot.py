@@ -15,8 +15,8 @@ from clip2point.cli import main
 from clip2point.datasets import open_dataset
 from clip2point.errors import CheckpointError, Clip2PointError, DatasetError
 from clip2point.fewshot import (
-    RUN_FILES, FewShotConfig, load_adapter, make_splits, released_recipe_passes, run_fewshot, select_few_shot,
-    stratified_head,
+    RUN_FILES, FewShotConfig, GateWeights, RunFolder, load_adapter, make_splits, released_recipe_passes, run_fewshot,
+    select_few_shot, stratified_head,
 )
 from clip2point.weights import load_state_dict_file
 from helpers import DATA, needs_data
@@ -172,6 +172,45 @@ def test_loaded_adapter_reproduces_the_run(trained, tiny_backbone):
 
 
 @needs_data
+def test_run_folder_reads_the_run_and_its_gate(trained, tiny_backbone, tmp_path):
+    import shutil
+
+    result, _ = trained
+    run = RunFolder(result.run_dir)
+    assert run.config.shots == 8 and run.config == FewShotConfig.from_dict(run.config_dict["fewshot"])
+    assert run.classes == result.test.classes and run.paths == "clip+clip" and run.backbone_info["random_weights"]
+    assert run.gdpa_config.views == 10 and run.view_labels == result.metrics["view_labels"]
+    assert run.metrics["status"] == "completed" and [h["epoch"] for h in run.history] == list(range(1, 11))
+    gate = run.gate_weights()
+    assert gate.split == "test" and gate.classes == run.classes and gate.view_labels == run.view_labels
+    np.testing.assert_allclose(gate.per_view, result.metrics["gate_weights"])
+    np.testing.assert_allclose(gate.importance, result.metrics["view_importance"])
+    # per class: the trained adapter's gate on the cached test features, averaged per true class
+    sd, _ = load_state_dict_file(result.run_dir / "features.safetensors")
+    gates = load_adapter(result.run_dir, tiny_backbone).predict_features(sd["test.a"][:, 0], sd["test.a"][:, 0]).gate
+    labels = sd["test.labels"]
+    expected = torch.stack([gates[labels == c].mean(dim=0) for c in range(10)]).numpy()
+    assert gate.per_class.shape == (10, 10)
+    np.testing.assert_allclose(gate.per_class, expected, atol=1e-6)
+    # no test result (a cancelled run): the best epoch's validation gate, no per-class gate
+    val = GateWeights.from_metrics({**result.metrics, "gate_weights": None})
+    best = next(h for h in result.metrics["history"] if h["epoch"] == result.best_epoch)
+    assert val.split == "validation" and val.per_class is None and val.per_view.tolist() == best["val_gate"]
+    assert GateWeights.from_metrics({**result.metrics, "gate_weights": None, "val_gate_weights": []}) is None
+    with pytest.raises(CheckpointError, match="not a few-shot run folder"):
+        RunFolder(tmp_path)
+    copy = shutil.copytree(result.run_dir, tmp_path / "run")
+    (copy / "metrics.json").write_text('{"status": ')
+    with pytest.raises(CheckpointError, match="metrics.json: not valid JSON"):
+        RunFolder(copy).metrics
+    (copy / "metrics.json").write_text(json.dumps({**result.metrics, "gate_weights": ["x"] * 10}))
+    with pytest.raises(CheckpointError, match="'gate_weights' is not a 1-d list of numbers"):
+        RunFolder(copy).gate_weights()
+    (copy / "metrics.json").unlink()
+    assert RunFolder(copy).metrics is None and RunFolder(copy).gate_weights() is None
+
+
+@needs_data
 def test_existing_run_needs_resume_or_overwrite(trained, tiny_backbone):
     cfg = FewShotConfig(**{**json.loads((trained[0].run_dir / "config.json").read_text())["fewshot"],
                            "resume": False})
@@ -294,6 +333,7 @@ def test_cancel_keeps_best_checkpoint_and_writes_metrics(tiny_backbone, tmp_path
     assert m["status"] == "cancelled" and m["epochs_completed"] == 2 and m["test_accuracy"] is None
     assert (tmp_path / "adapter.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
     assert (tmp_path / "curves.png").is_file() and m["val_gate_weights"] is not None
+    assert RunFolder(tmp_path).gate_weights().split == "validation"  # not tested: the validation gate
     assert load_adapter(tmp_path, tiny_backbone).classes[2] == "chair"
 
 

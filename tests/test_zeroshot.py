@@ -93,3 +93,27 @@ def test_evaluation_metrics_match_predictions(tiny_backbone):
     assert res.confusion.sum() == len(ds) and res.accuracy == pytest.approx(float((expected == res.labels).mean()))
     assert set(res.per_class_accuracy) == set(ds.class_names)
     json.dumps(res.as_dict())
+
+
+def test_zero_shot_and_adapter_results_compose_one_class_scores_type():
+    from clip2point.fewshot import AdapterResult
+    from clip2point.zeroshot import ClassScores, ScoredShapes, ZeroShotResult, score_views
+
+    scores = ClassScores(["a", "b", "c"], torch.tensor([[1.0, 3.0, 2.0], [5.0, 0.0, 1.0]]),
+                         torch.tensor([[0.1, 0.7, 0.2], [0.8, 0.05, 0.15]]))
+    assert [c for c, _ in scores.top(2)] == ["b", "c"] and scores.top(1, index=1)[0][1] == pytest.approx(0.8)
+    assert scores.predictions() == ["b", "a"]
+    assert list(scores.as_dict(1)) == ["classes", "probs", "top"] and scores.as_dict(1)["top"][0]["class"] == "a"
+    feats = torch.nn.functional.normalize(torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    zs = score_views(feats, text, 100.0, ["a", "b", "c"], [f"v{i}" for i in range(4)])
+    assert isinstance(zs.scores, ClassScores) and zs.classes == ["a", "b", "c"] and zs.logits is zs.scores.logits
+    assert zs.top(3) == zs.scores.top(3) and zs.predictions() == zs.scores.predictions()
+    assert list(zs.as_dict(0)) == ["classes", "probs", "top", "view_labels", "view_logits"]
+    adapter = AdapterResult(scores, ["v0", "v1"], gate=torch.full((2, 2), 0.5), importance=torch.tensor([0.5, 0.5]),
+                            shape_gate=torch.full((2,), 0.5), paths="clip+clip")
+    assert isinstance(adapter, ScoredShapes) and not isinstance(adapter, ZeroShotResult)
+    assert not hasattr(adapter, "view_logits") and not hasattr(adapter, "view_votes")  # it has no per-view scores
+    assert adapter.predictions() == ["b", "a"] and adapter.probs is scores.probs
+    assert list(adapter.as_dict(0)) == ["classes", "probs", "top", "view_labels", "gate_weights", "view_importance",
+                                        "path_a_share", "paths"]
