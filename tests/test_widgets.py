@@ -1,7 +1,9 @@
-"""Headless tests of the Jupyter widgets (ui/widgets.py) and the background runner (ui/runs.py),
+"""Headless tests of the Jupyter widgets (ui/widgets/) and the background runner (ui/runs.py),
 with the tiny random CLIP: set widget values as a user would and check the outputs change."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -163,12 +165,23 @@ def test_few_shot_panel_start_and_stop(tmp_path):
 
 
 @needs_mn10
-def test_gate_viewer_from_a_run_dir(run_dir):
+def test_gate_viewer_from_a_run_dir(run_dir, tmp_path):
     viewer = GateViewer(run_dir.run_dir)
-    assert viewer.num_view_cards == 10 and viewer.gate.shape == (10,)
-    assert np.all((viewer.gate > 0) & (viewer.gate < 1)) and not viewer.class_gate
-    assert viewer.class_figure.data[0].type == "bar"  # per-class test accuracy from metrics.json
-    with_classes = GateViewer(run_dir.result, spec=SPEC, per_class=1)
+    assert viewer.num_view_cards == 10 and viewer.gate.shape == (10,) and viewer.where == "test"
+    assert np.all((viewer.gate > 0) & (viewer.gate < 1))
+    # the run's own per-class test means (metrics.json class_gate_weights): no backbone needed
+    assert len(viewer.class_gate) == 10 and viewer.class_figure.data[0].type == "heatmap"
+    accuracy_only = GateViewer(run_dir.result, per_class=0)
+    assert not accuracy_only.class_gate
+    assert accuracy_only.class_figure.data[0].type == "bar"  # per-class test accuracy from metrics.json
+    # a run written before class_gate_weights: without a backbone, accuracy only; with one, computed by the adapter
+    old = tmp_path / "old-run"
+    shutil.copytree(run_dir.run_dir, old)
+    metrics = json.loads((old / "metrics.json").read_text())
+    del metrics["class_gate_weights"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    assert not GateViewer(old).class_gate and GateViewer(old).class_figure.data[0].type == "bar"
+    with_classes = GateViewer(old, spec=SPEC, per_class=1)
     assert len(with_classes.class_gate) == 10 and with_classes.class_figure.data[0].type == "heatmap"
     with pytest.raises(Exception, match="metrics.json"):
         GateViewer(run_dir.run_dir / "nope")

@@ -24,6 +24,9 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
+from clip2point.errors import Clip2PointError
+from clip2point.io import normalize_unit_sphere
+
 __all__ = [
     "CSS", "PRIMARY", "PRIMARY_LIGHT", "escape", "point_cloud_figure", "probability_figure", "view_logit_heatmap", "placeholder_figure",
     "view_cards_html", "banner_html", "weights_banner_html", "prediction_html", "shape_info_html", "message_html", "png_data_uri",
@@ -112,10 +115,11 @@ def view_directions(labels: Sequence[str] | None = None, elev: Sequence[float] =
 
 
 def _unit_sphere(points: np.ndarray) -> np.ndarray:
-    p = np.asarray(points, dtype=np.float64)
-    p = p - p.mean(axis=0)
-    scale = float(np.sqrt((p**2).sum(axis=1).max())) or 1.0
-    return p / scale
+    """(N, 3) points centred and scaled into the unit sphere for display (coincident points: the origin)."""
+    try:
+        return normalize_unit_sphere(points)
+    except Clip2PointError:  # all points coincide: nothing to scale
+        return np.zeros((len(points), 3), dtype=np.float32)
 
 
 def _base_layout(height: int, **kw) -> dict:

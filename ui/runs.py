@@ -29,6 +29,7 @@ from pathlib import Path
 
 from clip2point.errors import Clip2PointError
 from clip2point.fewshot import FewShotConfig, Progress, RunResult, run_fewshot
+from clip2point.fewshot.rundir import GateWeights
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,13 @@ class RunState:
         if self.status in ("completed", "cancelled"):
             return 1.0
         return min(1.0, self.done / self.total) if self.total else 0.0
+
+    def gate_weights(self) -> GateWeights | None:
+        """The finished run's gate: the test mean per view (else the best epoch's validation mean),
+        from its metrics (:meth:`clip2point.fewshot.rundir.GateWeights.from_metrics`, the same
+        reader as ``RunFolder.gate_weights()``); None before the run returned or without a
+        validated epoch."""
+        return None if self.result is None else GateWeights.from_metrics(self.result.metrics)
 
     def describe(self) -> str:
         """One line for a status label."""

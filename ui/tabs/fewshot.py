@@ -80,13 +80,12 @@ def fewshot_status_html(state: RunState, epochs: int, note: str = "") -> str:
 
 
 def run_gate_mean(state: RunState) -> tuple[list[float] | None, str]:
-    """The run's per-view gate averaged over the test shapes (else the validation shapes)."""
-    metrics = state.result.metrics if state.result is not None else {}
-    if metrics.get("gate_weights"):
-        return metrics["gate_weights"], "test set (mean)"
-    if metrics.get("val_gate_weights"):
-        return metrics["val_gate_weights"], "validation set (mean)"
-    return None, ""
+    """The run's per-view gate averaged over the test shapes (else the validation shapes), and
+    which: "test set (mean)" or "validation set (mean)" ((None, "") without one)."""
+    gate = state.gate_weights()
+    if gate is None:
+        return None, ""
+    return gate.per_view.tolist(), f"{gate.split} set (mean)"
 
 
 def stop_fewshot_state(fs: Any) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 import logging
 import threading
 import time
@@ -167,46 +166,45 @@ class FewShotPanel:
 class GateViewer:
     """Per-view gate weights of a few-shot run, with thumbnails of the views, and per-class averages.
 
+    The run is read by :class:`clip2point.fewshot.rundir.RunFolder` (its ``gate_weights()``: the
+    test mean, else the best epoch's validation mean), as everywhere else.
+
     Args:
         run: a run directory or a :class:`~clip2point.fewshot.RunResult`.
-        spec: the backbone of the run; with it (and the run's dataset available) the per-class
-            averages of the gate are computed by the trained adapter on ``per_class`` test shapes
-            per class. Without it only the per-class test accuracy from ``metrics.json`` is shown.
+        spec: the backbone of the run, for runs whose ``metrics.json`` predates the per-class gate
+            (``class_gate_weights``): with it (and the run's dataset available) the per-class
+            averages are computed by the trained adapter on ``per_class`` test shapes per class
+            (:func:`ui.adapters.class_gate_means`). Newer runs need no backbone.
         example: the example object whose depth views make the thumbnails.
-        per_class: test shapes per class for the per-class gate averages (0: skip).
+        per_class: 0 shows the per-class test accuracy instead of the per-class gate; otherwise the
+            test shapes per class of the computed averages (older runs).
 
     Attributes:
-        metrics: ``metrics.json``. gate: (V,) mean α per view. labels: view labels.
-        class_gate: {class: (V,) mean α} (empty without a backbone). figure, class_figure: plotly.
+        run: the :class:`RunFolder`. metrics: ``metrics.json``. gate: (V,) mean α per view.
+        labels: view labels. where: "test" or "validation". class_gate: {class: (V,) mean α}
+        (empty when unavailable or ``per_class`` is 0). figure, class_figure: plotly.
+
+    Raises:
+        Clip2PointError: no ``metrics.json`` (not a finished run); CheckpointError: a damaged folder.
     """
 
     def __init__(self, run, spec: ModelSpec | None = None, example: str = DEFAULT_EXAMPLE, per_class: int = 4) -> None:
-        from clip2point.fewshot import RUN_FILES, read_run_config
+        from clip2point.fewshot.rundir import RunFolder, run_file
 
         self.run_dir = Path(getattr(run, "run_dir", run))
-        mpath = self.run_dir / RUN_FILES["metrics"]
-        if not mpath.is_file():
+        if not run_file(self.run_dir, "metrics").is_file():
             raise Clip2PointError(f"{self.run_dir} has no metrics.json; is it a finished few-shot run?")
-        try:
-            self.metrics = json.loads(mpath.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise Clip2PointError(f"{mpath} is not valid JSON ({err}); the run folder is damaged") from None
-        self.run_config = read_run_config(self.run_dir)
-        m = self.metrics
-        gate, self.where = m.get("gate_weights"), "test"
-        if not gate:
-            gate, self.where = m.get("val_gate_weights"), "validation"
-        self.labels = list(m.get("view_labels") or self.run_config.get("view_labels") or [])
-        self.gate = np.asarray(gate if gate else [0.5] * len(self.labels), dtype=float)
-        self.importance = m.get("view_importance")
-        self.paths = m.get("paths", "clip+clip")
-        self.class_gate: dict[str, np.ndarray] = {}
+        self.run = RunFolder(self.run_dir)
+        self.run_config, m = self.run.config_dict, self.run.metrics
+        self.metrics = m
+        gate = self.run.gate_weights()
+        self.where = gate.split if gate is not None else "validation"
+        self.labels = gate.view_labels if gate is not None and gate.view_labels else self.run.view_labels
+        self.gate = gate.per_view if gate is not None else np.full(len(self.labels), 0.5)
+        self.importance = None if gate is None or gate.importance is None else gate.importance.tolist()
+        self.paths = gate.paths if gate is not None else self.run.paths
         self.spec = spec
-        if spec is not None and per_class > 0:
-            try:
-                self.class_gate = class_gate_means(self.run_dir, REGISTRY.model(spec).backbone, per_class)
-            except Clip2PointError as err:
-                log.warning("per-class gate weights unavailable: %s", err)
+        self.class_gate = self._class_gates(gate, spec, per_class) if per_class > 0 else {}
         self.thumbnails = example_depth_thumbnails(example, self.run_config.get("fewshot", {}).get("views", FEWSHOT_VIEWS))
         self.figure = gate_weights_figure(self.gate, self.labels, self.importance, self.paths)
         self.class_figure = self._class_figure()
@@ -226,6 +224,19 @@ class GateViewer:
         from IPython.display import display
 
         display(self.widget)
+
+    def _class_gates(self, gate, spec: ModelSpec | None, per_class: int) -> dict[str, np.ndarray]:
+        """{class: (V,) mean α}: the run's own per-class test means, else (older runs, with ``spec``)
+        computed by the adapter on ``per_class`` test shapes per class; {} when neither is possible."""
+        if gate is not None and gate.per_class is not None:
+            return {c: row for c, row in zip(gate.classes, gate.per_class) if not np.isnan(row).all()}
+        if spec is None:
+            return {}
+        try:
+            return class_gate_means(self.run_dir, REGISTRY.model(spec).backbone, per_class)
+        except Clip2PointError as err:
+            log.warning("per-class gate weights unavailable: %s", err)
+            return {}
 
     def cards_html(self) -> str:
         """One card per view: its depth thumbnail and a bar of α (share of path A)."""
