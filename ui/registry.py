@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Progress", "no_progress", "resolve_device", "ModelSpec", "LoadedModel", "DepthEncoderHandle", "WeightsStatus",
-    "probe_weights", "describe_weights", "LRUCache", "DATASET_SHAPE_CACHE", "ModelRegistry",
+    "probe_weights", "describe_weights", "DATASET_SHAPE_CACHE", "ModelRegistry",
     "REGISTRY", "warm_up",
 ]
 
@@ -200,35 +200,6 @@ def _load_backbone(spec: ModelSpec) -> LoadedModel:
 DATASET_SHAPE_CACHE = 64
 
 
-class LRUCache(OrderedDict):
-    """A dict that keeps its ``maxsize`` most recently used items (for a dataset's per-shape cache)."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = int(maxsize)
-        self._lock = threading.RLock()
-
-    def __contains__(self, key) -> bool:  # a hit becomes the newest, so a get right after it finds it
-        with self._lock:
-            if not super().__contains__(key):
-                return False
-            self.move_to_end(key)
-            return True
-
-    def __getitem__(self, key):
-        with self._lock:
-            value = super().__getitem__(key)
-            self.move_to_end(key)
-            return value
-
-    def __setitem__(self, key, value) -> None:
-        with self._lock:
-            super().__setitem__(key, value)
-            self.move_to_end(key)
-            while len(self) > self.maxsize:
-                self.popitem(last=False)
-
-
 class ModelRegistry:
     """Process-wide cache of heavy objects, safe to use from many threads.
 
@@ -335,10 +306,8 @@ class ModelRegistry:
         key = (str(Path(data_dir).resolve()), name, split, up)
 
         def build():
-            ds = open_dataset(name, data_dir, split, num_points=IMAGE_VIEW_POINTS, up=up)
-            if isinstance(getattr(ds, "_cache", None), dict):  # per-shape cache of lazy (file-per-shape) layouts
-                ds._cache = LRUCache(DATASET_SHAPE_CACHE)
-            return ds
+            return open_dataset(name, data_dir, split, num_points=IMAGE_VIEW_POINTS, up=up,
+                                cache_size=DATASET_SHAPE_CACHE)
 
         return self._get(self._datasets, key, build, "dataset")
 
