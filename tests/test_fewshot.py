@@ -187,7 +187,7 @@ def test_run_folder_reads_the_run_and_its_gate(trained, tiny_backbone, tmp_path)
     np.testing.assert_allclose(gate.importance, result.metrics["view_importance"])
     # per class: the trained adapter's gate on the cached test features, averaged per true class
     sd, _ = load_state_dict_file(result.run_dir / "features.safetensors")
-    gates = load_adapter(result.run_dir, tiny_backbone).predict_features(sd["test.a"][:, 0], sd["test.a"][:, 0]).gate
+    gates = load_adapter(run, tiny_backbone).predict_features(sd["test.a"][:, 0], sd["test.a"][:, 0]).gate  # a RunFolder
     labels = sd["test.labels"]
     expected = torch.stack([gates[labels == c].mean(dim=0) for c in range(10)]).numpy()
     assert gate.per_class.shape == (10, 10)

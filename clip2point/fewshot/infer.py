@@ -122,13 +122,13 @@ def _check_adapter_file(run: RunFolder, sd: dict[str, torch.Tensor], encoder: Vi
                               f"{', '.join((wrong or sorted(set(sd) - set(expected)))[:3])}); the run folder is damaged")
 
 
-def load_adapter(run_dir: str | os.PathLike, backbone: ClipBackbone, device: str | torch.device | None = None,
+def load_adapter(run_dir: str | os.PathLike | RunFolder, backbone: ClipBackbone, device: str | torch.device | None = None,
                  batch_size: int = 64) -> FewShotClassifier:
     """Load the best adapter of a run directory for inference.
 
     Args:
         run_dir: a directory written by :func:`~clip2point.fewshot.run_fewshot` (``config.json`` +
-            ``adapter.safetensors``).
+            ``adapter.safetensors``), or its :class:`~clip2point.fewshot.rundir.RunFolder` (already read).
         backbone: the frozen encoders; it must have the run's architecture, and a depth encoder if the
             run used one (a warning is logged when its weights differ from the run's).
         device: where to run (None: the backbone's device; the backbone is moved otherwise).
@@ -138,7 +138,7 @@ def load_adapter(run_dir: str | os.PathLike, backbone: ClipBackbone, device: str
         CheckpointError: missing or unreadable files, or a backbone that does not fit the adapter.
         Clip2PointError: the run used a depth encoder and ``backbone`` has none.
     """
-    run = RunFolder(run_dir)
+    run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     ad_path = run.file("adapter")
     if not ad_path.is_file():
         raise CheckpointError(f"{run.path} has no adapter.safetensors yet (no epoch finished); resume the run with --resume")
