@@ -16,13 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from .cliutil import check_output_dir, check_output_file, run_command, setup_logging
+from .cliutil import (
+    HelpFormatter, add_config_arguments, check_output_dir, check_output_file, config_from_args, run_command, setup_logging,
+)
 from .pretrain.cli import COMMANDS as PRETRAIN_COMMANDS
-from .pretrain.cli import add_parsers as add_pretrain_parsers
+from .pretrain.cli import PARSERS as PRETRAIN_PARSERS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "command_of"]
 
-DEFAULT_MODEL = "ViT-B-32"
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 EPILOG = """\
@@ -43,10 +44,6 @@ how to get weights; `--weights random` runs with random weights (scores are then
 """
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
-
 def _add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--up", choices=("y", "z"), default="y",
                    help="up axis of the input: z for ModelNet OFF data and its samples (mapped (x,y,z)->(-y,z,-x)), y otherwise")
@@ -55,56 +52,64 @@ def _add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of point sampling")
 
 
+def _add_image_size_arg(p: argparse.ArgumentParser) -> None:
+    from .render import RasterSettings
+
+    p.add_argument("--image-size", type=int, default=RasterSettings.image_size, help="depth image size in pixels (H = W)")
+
+
 def _add_render_args(p: argparse.ArgumentParser, default_views: str) -> None:
+    from .render import RasterSettings
+
     p.add_argument("--views", choices=("6", "10"), default=default_views,
                    help="view set: 6 = released zero-shot views, 10 = pre-training/few-shot views")
-    p.add_argument("--image-size", type=int, default=224, help="depth image size in pixels (H = W)")
-    p.add_argument("--radius", type=float, default=0.02, help="splat radius in NDC units (0.02 ≈ 2.2 px at 224²)")
+    _add_image_size_arg(p)
+    p.add_argument("--radius", type=float, default=RasterSettings.radius,
+                   help="splat radius in NDC units (0.02 ≈ 2.2 px at 224²)")
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_backbone_args(p: argparse.ArgumentParser) -> None:
+    from .backbone import DEFAULT_MODEL
+
     p.add_argument("--model", default=None, help=f"open_clip architecture (default: {DEFAULT_MODEL}; with --adapter, the run's)")
     p.add_argument("--weights", default=None, metavar="TAG|PATH|random",
                    help="CLIP weights: an open_clip tag (openai), a checkpoint file, or 'random' (meaningless scores); "
                         "files are read without running code (pickled code and TorchScript code are refused)")
     p.add_argument("--depth-encoder", default=None, metavar="PATH",
                    help="CLIP2Point depth encoder (authors' best_eval.pth or `clip2point weights export` output); used instead of CLIP's visual tower")
-    p.add_argument("--template", default="image of a {}", help="prompt template; {} is replaced by the class name")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=32, help="shapes per batch")
     p.add_argument("--offline", action="store_true", help="never try to download weights")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="clip2point",
-        description="CLIP2Point (ICCV 2023): render point clouds to depth maps and classify them with CLIP.",
-        epilog=EPILOG,
-        formatter_class=_Formatter,
-    )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .backbone import DEFAULT_TEMPLATE
 
-    p = sub.add_parser("info", help="versions, device, and which weights were found where", formatter_class=_Formatter)
+    _add_backbone_args(p)
+    p.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt template; {} is replaced by the class name")
+    p.add_argument("--batch-size", type=int, default=32, help="shapes per batch")
+
+
+def _info_parser(p: argparse.ArgumentParser) -> None:
+    from .backbone import DEFAULT_MODEL
+
     p.add_argument("--brief", action="store_true", help="one line per item, no weights lookup")
     p.add_argument("--model", default=DEFAULT_MODEL, help="architecture whose weights to look for")
 
-    p = sub.add_parser("render", help="render depth views of point clouds/meshes to PNG or NPY",
-                       description="Render depth views exactly as CLIP2Point does (unit sphere, orthographic, "
-                                   "nearest-point disks, white background). npy: OUT/<stem>_depth.npy, float32 "
-                                   "(V, H, W) in [0, 1] with background 1.0; png: one image per view plus a grid.",
-                       formatter_class=_Formatter)
+
+def _render_parser(p: argparse.ArgumentParser) -> None:
+    p.description = ("Render depth views exactly as CLIP2Point does (unit sphere, orthographic, nearest-point disks, white "
+                     "background). npy: OUT/<stem>_depth.npy, float32 (V, H, W) in [0, 1] with background 1.0; png: one "
+                     "image per view plus a grid.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="point-cloud or mesh files")
     p.add_argument("-o", "--out-dir", required=True, help="output folder (created)")
     p.add_argument("--format", choices=("png", "npy"), default="png")
     _add_shape_args(p)
     _add_render_args(p, "10")
 
-    p = sub.add_parser("zeroshot", help="zero-shot classify point clouds/meshes by class names",
-                       description="Render each input, encode every view with CLIP, compare with the class prompts; "
-                                   "shape logits = sum of per-view logits (CLIP2Point's released protocol).",
-                       formatter_class=_Formatter)
+
+def _zeroshot_parser(p: argparse.ArgumentParser) -> None:
+    p.description = ("Render each input, encode every view with CLIP, compare with the class prompts; shape logits = sum "
+                     "of per-view logits (CLIP2Point's released protocol).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="point-cloud or mesh files")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--classes", help='comma-separated class names, e.g. "chair,table,lamp"')
@@ -118,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_args(p, "6")
     _add_model_args(p)
 
-    p = sub.add_parser("eval", help="zero-shot accuracy on ModelNet10/40 (accuracy, per-class, confusion matrix)",
-                       formatter_class=_Formatter)
+
+def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=("modelnet10", "modelnet40"), required=True)
     p.add_argument("--data-dir", required=True, help="folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)")
     p.add_argument("--split", choices=("train", "test"), default="test")
@@ -130,16 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_render_args(p, "6")
     _add_model_args(p)
-
-    _add_fewshot_parser(sub)
-
-    p = sub.add_parser("data", help="datasets: download ModelNet10/40", formatter_class=_Formatter)
-    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    d = dsub.add_parser("download", help="download and unzip the official ModelNet archive", formatter_class=_Formatter)
-    d.add_argument("name", choices=("modelnet10", "modelnet40"))
-    d.add_argument("-o", "--out-dir", default="data", help="where to unzip")
-    add_pretrain_parsers(sub)  # pretrain, weights export
-    return parser
 
 
 FEWSHOT_EPILOG = """\
@@ -167,37 +162,101 @@ examples:
 """
 
 
-def _add_fewshot_parser(sub) -> None:
-    p = sub.add_parser("fewshot", help="few-shot training of the Gated Dual-Path Adapter on ModelNet10/40",
-                       description="Train CLIP2Point's Gated Dual-Path Adapter (GDPA) from K shapes per class "
-                                   "and report validation/test accuracy, per-view gate weights and plots.",
-                       epilog=FEWSHOT_EPILOG, formatter_class=_Formatter)
-    p.add_argument("--dataset", choices=("modelnet10", "modelnet40"), required=True)
-    p.add_argument("--data-dir", required=True, help="folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)")
-    p.add_argument("-o", "--out-dir", required=True, metavar="RUN_DIR", help="run folder (created)")
-    p.add_argument("--shots", type=int, choices=(1, 2, 4, 8, 16), default=16, help="training shapes per class (K)")
-    p.add_argument("--epochs", type=int, default=100, help="training epochs (released recipe: 100)")
-    p.add_argument("--gate", choices=("view", "none"), default="view",
-                   help="view: per-view gated fusion (GDPA); none: fixed 0.5/0.5 average (the released DPA)")
-    p.add_argument("--val-per-class", type=int, default=4, help="validation shapes per class (not shots) for choosing the epoch; 0: keep the last")
-    p.add_argument("--limit-test", type=int, default=0, metavar="N",
-                   help="evaluate N test shapes, class-balanced (each class's first shapes in turn); 0 = all")
-    p.add_argument("--resamples", type=int, default=1, metavar="R",
-                   help="cached point re-samples per training shape (augmentation; 1 = none); one is drawn per epoch")
-    p.add_argument("--resample-keep", type=float, default=0.8, help="share of the points a re-sample keeps")
-    p.add_argument("--mode", choices=("cached", "online"), default="cached",
-                   help="cached: encode every shape once; online: re-render and re-encode each epoch like the released code (slow)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    p.add_argument("--num-points", type=int, default=1024, help="points per shape")
-    p.add_argument("--up", choices=("y", "z"), default=None, help="override the dataset's up axis")
-    p.add_argument("--seed", type=int, default=0, help="seeds shot selection, re-samples, initialisation and shuffling")
-    p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32", help="storage of cached features")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in RUN_DIR")
+#: Flags and help of FewShotConfig's options for a FewShotConfig whose fields do not carry them yet in their
+#: metadata (requested from its owner; once they do, this table is not read and goes away). No defaults here.
+FEWSHOT_OPTIONS: dict[str, dict] = {
+    "dataset": {"flag": "--dataset", "choices": ("modelnet10", "modelnet40"), "required": True, "help": "the dataset"},
+    "data_dir": {"flag": "--data-dir", "required": True,
+                 "help": "folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)"},
+    "out_dir": {"flag": ("-o", "--out-dir"), "required": True, "metavar": "RUN_DIR", "help": "run folder (created)"},
+    "shots": {"flag": "--shots", "choices": (1, 2, 4, 8, 16), "help": "training shapes per class (K)"},
+    "epochs": {"flag": "--epochs", "help": "training epochs (released recipe: 100)"},
+    "gate": {"flag": "--gate", "choices": ("view", "none"),
+             "help": "view: per-view gated fusion (GDPA); none: fixed 0.5/0.5 average (the released DPA)"},
+    "views": {"flag": "--views", "choices": ("6", "10"),
+              "help": "view set: 6 = released zero-shot views, 10 = pre-training/few-shot views"},
+    "radius": {"flag": "--radius", "help": "splat radius in NDC units (0.02 ≈ 2.2 px at 224²)"},
+    "num_points": {"flag": "--num-points", "help": "points per shape"},
+    "up": {"flag": "--up", "choices": ("y", "z"), "help": "override the dataset's up axis"},
+    "val_per_class": {"flag": "--val-per-class",
+                      "help": "validation shapes per class (not shots) for choosing the epoch; 0: keep the last"},
+    "limit_test": {"flag": "--limit-test", "metavar": "N",
+                   "help": "evaluate N test shapes, class-balanced (each class's first shapes in turn); 0 = all"},
+    "resamples": {"flag": "--resamples", "metavar": "R",
+                  "help": "cached point re-samples per training shape (augmentation; 1 = none); one is drawn per epoch"},
+    "resample_keep": {"flag": "--resample-keep", "help": "share of the points a re-sample keeps"},
+    "mode": {"flag": "--mode", "choices": ("cached", "online"),
+             "help": "cached: encode every shape once; online: re-render and re-encode each epoch like the released code (slow)"},
+    "batch_size": {"flag": "--batch-size", "help": "shapes per batch"},
+    "lr": {"flag": "--lr", "help": "AdamW learning rate"},
+    "weight_decay": {"flag": "--weight-decay", "help": "AdamW weight decay"},
+    "seed": {"flag": "--seed", "help": "seeds shot selection, re-samples, initialisation and shuffling"},
+    "template": {"flag": "--template", "help": "prompt template; {} is replaced by the class name"},
+    "cache_dtype": {"flag": "--cache-dtype", "choices": ("float32", "float16"), "help": "storage of cached features"},
+    "resume": {"flag": "--resume", "help": "continue the run in RUN_DIR from its last checkpoint"},
+    "overwrite": {"flag": "--overwrite", "help": "replace a run already in RUN_DIR"},
+}
+
+
+def _fewshot_parser(p: argparse.ArgumentParser) -> None:
+    from .fewshot import FewShotConfig
+
+    p.description = ("Train CLIP2Point's Gated Dual-Path Adapter (GDPA) from K shapes per class and report "
+                     "validation/test accuracy, per-view gate weights and plots.")
+    p.epilog = FEWSHOT_EPILOG
+    add_config_arguments(p, FewShotConfig, fallback=FEWSHOT_OPTIONS)  # every FewShotConfig field with a flag
+    _add_image_size_arg(p)  # the CLI renders at CLIP2Point's 224 px unless told (the library: the model's input size)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the summary")
-    _add_render_args(p, "10")
-    _add_model_args(p)
+    _add_backbone_args(p)
+
+
+def _data_parser(p: argparse.ArgumentParser) -> None:
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    d = dsub.add_parser("download", help="download and unzip the official ModelNet archive", formatter_class=HelpFormatter)
+    d.add_argument("name", choices=("modelnet10", "modelnet40"))
+    d.add_argument("-o", "--out-dir", default="data", help="where to unzip")
+
+
+#: sub-command → (one-line help, function adding its options to its parser)
+PARSERS = {
+    "info": ("versions, device, and which weights were found where", _info_parser),
+    "render": ("render depth views of point clouds/meshes to PNG or NPY", _render_parser),
+    "zeroshot": ("zero-shot classify point clouds/meshes by class names", _zeroshot_parser),
+    "eval": ("zero-shot accuracy on ModelNet10/40 (accuracy, per-class, confusion matrix)", _eval_parser),
+    "fewshot": ("few-shot training of the Gated Dual-Path Adapter on ModelNet10/40", _fewshot_parser),
+    "data": ("datasets: download ModelNet10/40", _data_parser),
+    **PRETRAIN_PARSERS,  # pretrain, weights export
+}
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option), or None."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in PARSERS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``clip2point`` parser.
+
+    Args:
+        command: build only this sub-command's options (their defaults come from the library, which
+            imports torch); the others are listed by name and help only ("": none, for ``clip2point
+            --help``). None builds every one.
+    """
+    parser = argparse.ArgumentParser(
+        prog="clip2point",
+        description="CLIP2Point (ICCV 2023): render point clouds to depth maps and classify them with CLIP.",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, add_options) in PARSERS.items():
+        p = sub.add_parser(name, help=help_text, formatter_class=HelpFormatter)
+        if command is None or command == name:
+            add_options(p)
+    return parser
 
 
 def _device(name: str) -> str:
@@ -296,7 +355,7 @@ def cmd_render(args) -> int:
 
 
 def _backbone(args):
-    from .backbone import load_backbone
+    from .backbone import DEFAULT_MODEL, load_backbone
 
     t = time.perf_counter()
     bb = load_backbone(args.model or DEFAULT_MODEL, args.weights, _device(args.device), args.depth_encoder,
@@ -313,24 +372,16 @@ def _classes(args) -> list[str]:
     return get_class_set(args.class_set) if args.class_set else parse_classes(args.classes)
 
 
-def _run_backbone_info(run_dir: str) -> dict:
-    """The ``backbone`` entry of a few-shot run's config.json, checked (the folder may come from anywhere).
-
-    Raises:
-        CheckpointError: no config.json, unreadable, not JSON, or fields of the wrong type.
-    """
-    from .fewshot import read_run_config
-
-    return read_run_config(run_dir)["backbone"]
-
-
-def _adapter_backbone(args):
+def _adapter_backbone(args, run):
     """Backbone for `zeroshot --adapter`: --model/--weights/--depth-encoder default to the run's.
+
+    Args:
+        run: the :class:`~clip2point.fewshot.rundir.RunFolder` of ``args.adapter``.
 
     Files the run's config.json names are read like any other checkpoint (safe loader only: no
     pickled code, no TorchScript code); the log says which file the config points at.
     """
-    info = _run_backbone_info(args.adapter)
+    info = run.backbone_info
     logger = logging.getLogger("clip2point")
     if args.model is None and info.get("model_name"):
         args.model = info["model_name"]
@@ -344,10 +395,11 @@ def _adapter_backbone(args):
     return _backbone(args)
 
 
-def cmd_zeroshot_adapter(args, clouds) -> int:
+def cmd_zeroshot_adapter(args, run, clouds) -> int:
+    """``zeroshot --adapter RUN_DIR``: classify with the run's trained adapter (``run``: its RunFolder)."""
     from .fewshot import load_adapter
 
-    clf = load_adapter(args.adapter, _adapter_backbone(args), batch_size=args.batch_size * 10)
+    clf = load_adapter(run.path, _adapter_backbone(args, run), batch_size=args.batch_size * 10)
     with _progress(args, len(clouds), "adapter") as bar:
         for path, pc in clouds:
             res = clf.predict(pc.points)
@@ -372,9 +424,10 @@ def cmd_zeroshot(args) -> int:
         raise Clip2PointError("say what to classify into: --classes \"chair,table\", --class-set modelnet40, or --adapter RUN_DIR")
     _check_numbers(args)
     if args.adapter is not None:
-        _run_backbone_info(args.adapter)  # a damaged run folder fails before the inputs are read
-    if args.adapter is not None:
-        return cmd_zeroshot_adapter(args, list(_load_inputs(args)))
+        from .fewshot.rundir import RunFolder
+
+        run = RunFolder(args.adapter)  # a damaged run folder fails before the inputs are read
+        return cmd_zeroshot_adapter(args, run, list(_load_inputs(args)))
     classes = _classes(args)
     clouds = list(_load_inputs(args))  # read (and validate) every file before loading the model
     clf = ZeroShotClassifier(_backbone(args), classes, args.template, args.views, image_size=args.image_size,
@@ -483,14 +536,7 @@ def cmd_fewshot(args) -> int:
 
     from .fewshot import FewShotConfig
 
-    config = FewShotConfig(
-        dataset=args.dataset, data_dir=args.data_dir, out_dir=args.out_dir, shots=args.shots, epochs=args.epochs,
-        gate=args.gate, views=args.views, image_size=args.image_size, radius=args.radius, num_points=args.num_points,
-        up=args.up, val_per_class=args.val_per_class, limit_test=args.limit_test, resamples=args.resamples,
-        resample_keep=args.resample_keep, mode=args.mode, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, seed=args.seed, template=args.template, device=_device(args.device),
-        cache_dtype=args.cache_dtype, encode_batch_size=64, resume=args.resume, overwrite=args.overwrite,
-    )
+    config = config_from_args(FewShotConfig, args, FEWSHOT_OPTIONS, image_size=args.image_size, device=_device(args.device))
     config.validate()  # settings errors before the model loads
     _check_numbers(args)
     check_output_dir(args.out_dir)  # an unwritable -o fails now, not after encoding
@@ -587,7 +633,8 @@ COMMANDS = {"info": cmd_info, "render": cmd_render, "zeroshot": cmd_zeroshot, "e
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(argv) or "").parse_args(argv)
     setup_logging(args.debug, args.quiet)
     return run_command(COMMANDS[args.command], args, f"clip2point {args.command}")
 

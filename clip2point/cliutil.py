@@ -1,4 +1,10 @@
-"""What every clip2point command-line entry point shares: quiet logging, output checks and one-line errors.
+"""What every clip2point command-line entry point shares: quiet logging, output checks, one-line errors,
+and options built from configuration dataclasses.
+
+Options from a config (:func:`add_config_arguments` / :func:`config_from_args`): a dataclass field
+whose metadata has a ``"flag"`` is a command-line option; its default, type, ``"help"``,
+``"choices"``, ``"metavar"`` and ``"required"`` come from the field, so each default is written once
+(in the dataclass) and the config is built from the parsed options without a field-by-field mapping.
 
 Exit statuses of :func:`run_command`:
 
@@ -15,16 +21,23 @@ Exit statuses of :func:`run_command`:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import Clip2PointError
 
-__all__ = ["setup_logging", "run_command", "check_output_file", "check_output_dir", "error_line"]
+__all__ = [
+    "setup_logging", "run_command", "check_output_file", "check_output_dir", "error_line", "HelpFormatter",
+    "add_config_arguments", "config_from_args", "option_dest",
+]
 
 _CHATTY = ("open_clip", "httpx", "urllib3", "matplotlib", "PIL")
 log = logging.getLogger(__name__)
@@ -151,3 +164,92 @@ def check_output_file(path: str | os.PathLike) -> Path:
         raise Clip2PointError(f"{p}: cannot write it: permission denied; check the permissions, or choose another path")
     _probe(p.parent, p)
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# options from configuration dataclasses
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Help as written (descriptions and epilogs keep their line breaks), every option with its default."""
+
+
+def option_dest(flag: str | tuple[str, ...]) -> str:
+    """The ``argparse`` attribute of an option: its long flag's name, e.g. ``("-o", "--run-dir")`` → ``run_dir``."""
+    flags = (flag,) if isinstance(flag, str) else tuple(flag)
+    long = next((x for x in flags if x.startswith("--")), flags[0])
+    return long.lstrip("-").replace("-", "_")
+
+
+def _value_type(hint: Any) -> Any:
+    """``int`` for ``int`` and ``int | None``; the one non-None member of a union."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
+        return members[0] if len(members) == 1 else str
+    return hint
+
+
+def _options(config_cls: type, names: Iterable[str] | None,
+             fallback: Mapping[str, Mapping[str, Any]] | None) -> list[tuple[dataclasses.Field, dict[str, Any]]]:
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    fallback = fallback or {}
+    out = []
+    for name in (names if names is not None else by_name):
+        f = by_name[name]
+        meta = dict(f.metadata) if "flag" in f.metadata else dict(fallback.get(name, {}))
+        if "flag" in meta:
+            out.append((f, meta))
+        elif names is not None:
+            raise KeyError(f"{config_cls.__name__}.{name} has no command-line flag in its metadata")
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_cls: type,
+                         names: Iterable[str] | None = None,
+                         fallback: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Add one option per field of the dataclass ``config_cls`` that has a ``"flag"`` in its metadata.
+
+    A ``bool`` field that defaults to False becomes a ``store_true`` switch; other fields take their
+    type from the annotation (``int | None`` → ``int``). Required options show no default.
+
+    Args:
+        parser: a parser or argument group. config_cls: the dataclass.
+        names: these fields, in this order (each must have a flag); None: every field with a flag, in field order.
+        fallback: metadata for fields that carry none (``{field: {"flag": …, "help": …}}``).
+    """
+    hints = typing.get_type_hints(config_cls)
+    for f, meta in _options(config_cls, names, fallback):
+        kw: dict[str, Any] = {"help": str(meta.get("help", "")).replace("%", "%%")}
+        for key in ("choices", "metavar"):
+            if key in meta:
+                kw[key] = tuple(meta[key]) if key == "choices" else meta[key]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        vtype = _value_type(hints[f.name])
+        if meta.get("required") or default is dataclasses.MISSING:
+            kw.update(required=True, default=argparse.SUPPRESS)
+        elif vtype is bool:
+            if default is not False:
+                raise TypeError(f"{config_cls.__name__}.{f.name}: a switch must default to False")
+            kw.update(action="store_true", default=False)
+        else:
+            kw["default"] = default
+        if "action" not in kw and vtype is not bool:
+            kw["type"] = vtype
+        flag = meta["flag"]
+        parser.add_argument(*((flag,) if isinstance(flag, str) else flag), **kw)
+
+
+def config_from_args(config_cls: type, args: argparse.Namespace, fallback: Mapping[str, Mapping[str, Any]] | None = None,
+                     **values: Any) -> Any:
+    """``config_cls(**…)`` from the parsed options of :func:`add_config_arguments` plus ``values``.
+
+    Every field with a flag whose option was parsed takes the option's value; ``values`` set the
+    others (or override). Fields with neither keep their defaults.
+    """
+    fields = dict(values)
+    for f, meta in _options(config_cls, None, fallback):
+        dest = option_dest(meta["flag"])
+        if f.name not in fields and hasattr(args, dest):
+            fields[f.name] = getattr(args, dest)
+    return config_cls(**fields)

@@ -12,11 +12,9 @@ import logging
 import os
 from collections.abc import Callable
 
-__all__ = ["add_parsers", "COMMANDS", "build_parser", "main", "cmd_pretrain", "cmd_weights"]
+from ..cliutil import HelpFormatter
 
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+__all__ = ["add_parsers", "add_pretrain_arguments", "PARSERS", "COMMANDS", "build_parser", "main", "cmd_pretrain", "cmd_weights"]
 
 
 PRETRAIN_DESCRIPTION = """\
@@ -89,7 +87,14 @@ metadata: format, model_name, source_run, step, checkpoint (best/last), val_accu
 
 
 def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``pretrain`` options (shared by the main CLI and ``python -m clip2point.pretrain``)."""
+    """The ``pretrain`` options (shared by the main CLI and ``python -m clip2point.pretrain``).
+
+    Options that are settings of the run come from :class:`~clip2point.pretrain.config.PretrainConfig`'s
+    fields (their defaults and help); the others choose the pair source and what to do.
+    """
+    from ..cliutil import add_config_arguments
+    from .config import PretrainConfig
+
     src = p.add_argument_group("pairs (one source, or an existing complete --cache)")
     g = src.add_mutually_exclusive_group()
     g.add_argument("--meshes", metavar="DIR",
@@ -98,78 +103,61 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--shapenet-split", choices=("train", "test", "all"), default="train",
                      help="which ShapeNet-55 list to use (the release pre-trains on train)")
     src.add_argument("--up", choices=("y", "z"), default="y", help="up axis of --meshes files (z for ModelNet OFF)")
-    src.add_argument("--cache", metavar="DIR", help="pair cache folder (default RUN_DIR/pairs); share one between runs")
+    add_config_arguments(src, PretrainConfig, ["cache_dir"])
     src.add_argument("--store-points", type=int, default=2048, help="points stored per shape in the cache (float16)")
-    src.add_argument("--shard-size", type=int, default=128, help="shapes per cache shard (the unit of resuming a build)")
-    src.add_argument("--keep-images", action="store_true",
-                     help="also store the RGB views (uint8, ~1.5 MB per shape): for inspection, and to re-encode for another backbone without rendering")
+    add_config_arguments(src, PretrainConfig, ["shard_size", "keep_images"])
     src.add_argument("--prepare-only", action="store_true", help="build the pair cache, then stop")
 
     m = p.add_argument_group("model")
-    m.add_argument("--model", default="ViT-B-32", help="open_clip architecture (tiny-ViT-test: a 2-layer test model)")
-    m.add_argument("--weights", default=None, metavar="TAG|PATH|random",
-                   help="CLIP weights the depth encoder starts from and the image features come from "
-                        "(default: the usual lookup, see `clip2point info`)")
-    m.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda, cuda:1")
-    m.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast (auto: on CUDA only)")
-    m.add_argument("--grad-checkpointing", action="store_true", help="recompute transformer blocks in backward: less GPU memory, slower")
+    add_config_arguments(m, PretrainConfig, ["model_name", "weights", "device", "amp", "grad_checkpointing"])
     m.add_argument("--offline", action="store_true", help="never try to download weights")
 
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=100, help="passes over the pairs (released: 100)")
-    t.add_argument("--steps", type=int, default=None, help="stop after N optimizer steps in total (overrides --epochs when smaller)")
-    t.add_argument("--batch-size", type=int, default=256, help="global batch: pairs per step over all processes (released: 256)")
-    t.add_argument("--lr", type=float, default=6e-3, help="LAMB learning rate (released: 6e-3)")
-    t.add_argument("--weight-decay", type=float, default=1e-4, help="LAMB weight decay")
-    t.add_argument("--num-points", type=int, default=1024, help="points per shape per step (random subset of the stored ones)")
-    t.add_argument("--temperature", type=float, default=0.07, help="NT-Xent temperature")
-    t.add_argument("--seed", type=int, default=0, help="seeds the cache's sampling/lights and every training draw")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader workers (pairs are in memory; 0 is fine)")
-
+    add_config_arguments(t, PretrainConfig, ["epochs", "max_steps", "batch_size", "lr", "weight_decay", "num_points",
+                                             "temperature", "seed", "num_workers"])
     c = p.add_argument_group("checkpoints and validation")
-    c.add_argument("-o", "--run-dir", required=True, metavar="RUN_DIR", help="output folder (created)")
-    c.add_argument("--save-every", type=int, default=500,
-                   help="checkpoint every N steps (0: only at the end); a ViT-B-32 checkpoint with LAMB state is ~1 GB, the last 2 are kept")
-    c.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint (same step, same state)")
-    c.add_argument("--val-data", metavar="DIR", help="ModelNet folder: validate zero-shot after every epoch on its TRAIN split")
-    c.add_argument("--val-dataset", choices=("modelnet10", "modelnet40"), default="modelnet10")
-    c.add_argument("--val-per-class", type=int, default=10, help="validation shapes per class (the first N of the train split)")
-    c.add_argument("--val-views", choices=("6", "10"), default="6",
-                   help="zero-shot view set for validation (6: the released zero-shot protocol; the released pre-training validated with 10)")
+    add_config_arguments(c, PretrainConfig, ["run_dir", "save_every", "resume", "val_data", "val_dataset", "val_per_class",
+                                             "val_views"])
 
 
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``pretrain`` and ``weights export`` to the main CLI's sub-commands."""
-    p = subparsers.add_parser("pretrain", help="CLIP2Point image-depth pre-training of a depth encoder (one process or torchrun)",
-                              description=PRETRAIN_DESCRIPTION, epilog=PRETRAIN_EPILOG, formatter_class=_Formatter)
+def _pretrain_parser(p: argparse.ArgumentParser) -> None:
+    p.description, p.epilog = PRETRAIN_DESCRIPTION, PRETRAIN_EPILOG
     add_pretrain_arguments(p)
 
-    p = subparsers.add_parser("weights", help="weights: export a pre-trained depth encoder", formatter_class=_Formatter,
-                              description="Manage weights produced by clip2point.")
+
+def _weights_parser(p: argparse.ArgumentParser) -> None:
+    p.description = "Manage weights produced by clip2point."
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     e = wsub.add_parser("export", help="write a run's depth encoder as a .safetensors file for --depth-encoder",
                         description="Export the depth encoder of a `clip2point pretrain` run (its best validation "
                                     "checkpoint when it validated, else the last one) as a standalone safetensors file "
                                     "that `zeroshot`, `eval` and the app load with --depth-encoder FILE.",
-                        epilog=EXPORT_EPILOG, formatter_class=_Formatter)
+                        epilog=EXPORT_EPILOG, formatter_class=HelpFormatter)
     e.add_argument("run_dir", metavar="RUN_DIR", help="a `clip2point pretrain` output folder")
     e.add_argument("-o", "--out", required=True, metavar="FILE", help="the .safetensors file to write")
     e.add_argument("--checkpoint", choices=("auto", "best", "last"), default="auto",
                    help="best = highest validation accuracy, last = latest checkpoint, auto = best if the run validated")
 
 
-def _config(args: argparse.Namespace):
-    from .trainer import PretrainConfig
+#: sub-command → (one-line help, function adding its options to its parser); see :func:`clip2point.cli.build_parser`
+PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "pretrain": ("CLIP2Point image-depth pre-training of a depth encoder (one process or torchrun)", _pretrain_parser),
+    "weights": ("weights: export a pre-trained depth encoder", _weights_parser),
+}
 
-    return PretrainConfig(
-        run_dir=args.run_dir, cache_dir=args.cache, model_name=args.model, weights=args.weights,
-        epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, num_points=args.num_points, temperature=args.temperature, seed=args.seed,
-        device=args.device, amp=args.amp, grad_checkpointing=args.grad_checkpointing, save_every=args.save_every,
-        val_data=args.val_data, val_dataset=args.val_dataset, val_per_class=args.val_per_class, val_views=args.val_views,
-        shard_size=args.shard_size, keep_images=args.keep_images, num_workers=args.workers, resume=args.resume,
-        progress=not getattr(args, "quiet", False), allow_download=not args.offline,
-    )
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``pretrain`` and ``weights export`` to the main CLI's sub-commands."""
+    for name, (help_text, add_options) in PARSERS.items():
+        add_options(subparsers.add_parser(name, help=help_text, formatter_class=HelpFormatter))
+
+
+def _config(args: argparse.Namespace):
+    from ..cliutil import config_from_args
+    from .config import PretrainConfig
+
+    return config_from_args(PretrainConfig, args, progress=not getattr(args, "quiet", False),
+                            allow_download=not args.offline)
 
 
 def _source_factory(args: argparse.Namespace) -> Callable[[int], object] | None:
@@ -240,7 +228,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"pretrain": cmd_pret
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m clip2point.pretrain`` (= ``clip2point pretrain``, for torchrun)."""
     p = argparse.ArgumentParser(prog="python -m clip2point.pretrain", description=PRETRAIN_DESCRIPTION,
-                                epilog=PRETRAIN_EPILOG, formatter_class=_Formatter)
+                                epilog=PRETRAIN_EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     add_pretrain_arguments(p)
