@@ -134,6 +134,7 @@ class AppLimits:
 
     # -- checks: each returns the clean value or raises RequestLimitError ---------------------
     def check_num_points(self, value: object) -> int:
+        """Points to classify per shape, in ``min_points``..``max_points``."""
         n = as_int(value, "number of points")
         if not self.min_points <= n <= self.max_points:
             raise RequestLimitError(f"number of points {n:,} is out of range: this app classifies "
@@ -141,12 +142,14 @@ class AppLimits:
         return n
 
     def check_views(self, value: object) -> str:
+        """A view-set name offered by the app (``view_sets``)."""
         v = str(value)
         if v not in self.view_sets:
             raise RequestLimitError(f"view set {str(value)[:40]!r} is unknown; choose one of {', '.join(self.view_sets)}")
         return v
 
     def check_radius(self, value: object) -> float:
+        """The splat radius (NDC units), in ``min_radius``..``max_radius``."""
         r = as_float(value, "splat radius")
         if not self.min_radius <= r <= self.max_radius:
             raise RequestLimitError(f"splat radius {r:g} is out of range: choose {self.min_radius:g} to "
@@ -154,12 +157,14 @@ class AppLimits:
         return r
 
     def check_top_k(self, value: object) -> int:
+        """Classes shown in the chart, 1..``max_top_k``."""
         k = as_int(value, "top-k")
         if not 1 <= k <= self.max_top_k:
             raise RequestLimitError(f"top-k {k} is out of range: the chart shows 1 to {self.max_top_k} classes")
         return k
 
     def check_shape_index(self, value: object) -> int:
+        """A shape index in a multi-shape file (None: 0), 0..``max_shape_index``."""
         i = as_int(0 if value is None else value, "shape index")
         if not 0 <= i <= self.max_shape_index:
             raise RequestLimitError(f"shape index {i:,} is out of range: use 0 to {self.max_shape_index:,} "
@@ -167,6 +172,7 @@ class AppLimits:
         return i
 
     def check_template(self, value: object) -> str:
+        """A prompt template: text of at most ``max_template_chars`` characters."""
         if not isinstance(value, str):
             raise RequestLimitError(f"the prompt template must be text with {{}} for the class name, got {type(value).__name__}")
         if len(value) > self.max_template_chars:

@@ -10,17 +10,8 @@ import plotly.graph_objects as go
 
 from clip2point.errors import Clip2PointError
 from ui import figures, results
-from ui.defaults import (
-    DEFAULT_CLASS_SET,
-    DEFAULT_EXAMPLE,
-    DEFAULT_NUM_POINTS,
-    DEFAULT_RADIUS,
-    DEFAULT_TEMPLATE,
-    DEFAULT_VIEWS,
-    ENCODERS,
-    UPLOAD_EXTENSIONS,
-    VIEW_SETS,
-)
+from ui.defaults import (DEFAULT_CLASS_SET, DEFAULT_EXAMPLE, DEFAULT_NUM_POINTS, DEFAULT_RADIUS, DEFAULT_TEMPLATE,
+                         DEFAULT_VIEWS, ENCODERS, UPLOAD_EXTENSIONS, VIEW_SETS)
 from ui.registry import ModelSpec
 from ui.session import Session
 from ui.shapes import CLASS_PRESETS, ShapeSource, example_names
