@@ -18,12 +18,15 @@ from ui.defaults import DEFAULT_EXAMPLE, FEWSHOT_VIEWS, VIEW_SETS
 from ui.figures import gate_weights_figure, training_curves_figure
 from ui.registry import REGISTRY, ModelSpec
 from ui.runs import FewShotRunner, RunState
-from ui.shapes import find_data_dir
+from ui.shapes import DATASET_NAMES, find_data_dir
 from ui.widgets.common import css, default_spec, show_figure
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FewShotPanel", "GateViewer"]
+__all__ = ["FewShotPanel", "GateViewer", "PANEL_FIELDS"]
+
+#: The :class:`~clip2point.fewshot.FewShotConfig` fields :class:`FewShotPanel` has a control for.
+PANEL_FIELDS = ("dataset", "shots", "epochs", "gate", "views", "limit_test", "num_points", "val_per_class")
 
 
 class FewShotPanel:
@@ -44,31 +47,32 @@ class FewShotPanel:
 
     def __init__(self, spec: ModelSpec | None = None, data_dir: str | None = None, out_dir: str = "runs",
                  **defaults) -> None:
-        from clip2point.fewshot import GATES, SHOTS
+        from clip2point.fewshot import GATES, SHOTS, FewShotConfig
 
+        core = FewShotConfig()  # the core's defaults, but a notebook run is short: 30 epochs, 200 test shapes
+        start = {**{k: getattr(core, k) for k in PANEL_FIELDS}, "epochs": 30, "limit_test": 200,
+                 **{k: v for k, v in defaults.items() if k in PANEL_FIELDS}}
         self.spec = spec or default_spec()
         self.out_root = Path(out_dir)
         self.runner: FewShotRunner | None = None
         self.state = RunState()
         self.curves_figure: go.Figure | None = None
         self.gate_viewer: GateViewer | None = None
-        self.extra = {k: v for k, v in defaults.items()
-                      if k not in ("dataset", "shots", "epochs", "gate", "views", "limit_test", "num_points", "val_per_class")}
+        self.extra = {k: v for k, v in defaults.items() if k not in PANEL_FIELDS}
         found = find_data_dir(data_dir)
         self.data_dir = W.Text(value=str(found or ""), description="Data dir", placeholder="folder with modelnet10/",
                                layout=W.Layout(width="60%"))
-        self.dataset = W.Dropdown(options=["modelnet10", "modelnet40"], value=defaults.get("dataset", "modelnet10"),
-                                  description="Dataset")
-        self.shots = W.Dropdown(options=list(SHOTS), value=defaults.get("shots", 16), description="Shots")
-        self.epochs = W.IntSlider(value=defaults.get("epochs", 30), min=1, max=200, description="Epochs")
-        self.gate = W.ToggleButtons(options=list(GATES), value=defaults.get("gate", "view"), description="Gate",
+        self.dataset = W.Dropdown(options=list(DATASET_NAMES), value=start["dataset"], description="Dataset")
+        self.shots = W.Dropdown(options=list(SHOTS), value=start["shots"], description="Shots")
+        self.epochs = W.IntSlider(value=start["epochs"], min=1, max=200, description="Epochs")
+        self.gate = W.ToggleButtons(options=list(GATES), value=start["gate"], description="Gate",
                                     tooltips=["GDPA: per-view learned gate", "DPA: fixed 0.5/0.5 (released)"])
-        self.views = W.ToggleButtons(options=list(VIEW_SETS), value=defaults.get("views", "10"), description="Views",
+        self.views = W.ToggleButtons(options=list(VIEW_SETS), value=start["views"], description="Views",
                                      style={"button_width": "40px"})
-        self.limit_test = W.IntText(value=defaults.get("limit_test", 200), description="Test shapes",
+        self.limit_test = W.IntText(value=start["limit_test"], description="Test shapes",
                                     tooltip="class-balanced test subset (0 = all)")
-        self.num_points = W.IntText(value=defaults.get("num_points", 1024), description="Points")
-        self.val_per_class = W.IntText(value=defaults.get("val_per_class", 4), description="Val/class")
+        self.num_points = W.IntText(value=start["num_points"], description="Points")
+        self.val_per_class = W.IntText(value=start["val_per_class"], description="Val/class")
         self.start_button = W.Button(description="Start", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="")
