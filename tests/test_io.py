@@ -801,3 +801,12 @@ def test_is_mesh_file_decides_by_extension_and_ply_header(tmp_path):
     assert not is_mesh_file(tmp_path / "cloud.ply") and not is_mesh_file(tmp_path / "cloud.csv")
     assert not is_mesh_file(tmp_path / "missing.ply") and is_mesh_file(str(tmp_path / "missing.OBJ"))
     assert load_point_cloud(tmp_path / "box.ply").is_mesh and not load_point_cloud(tmp_path / "cloud.ply").is_mesh
+
+
+def test_io_imports_no_torch():
+    # clip2point.io is preloaded in the sandbox's forkserver, which must stay torch-free (small, fast children)
+    import subprocess
+    import sys
+
+    code = "import sys, clip2point.io; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -36,7 +36,7 @@ from ..io import Mesh, PointCloud, is_mesh_file, load_mesh, load_point_cloud, no
 from .cameras import Cameras, ViewSet
 from .lighting import DEFAULT_LIGHT_DIR, DEFAULT_MESH_COLOR, Shading, phong, view_light_directions
 from .mesh import PERSPECTIVE_DISTANCE_FACTOR, PERSPECTIVE_FOV_DEG, render_mesh_views
-from .rasterize import RasterSettings, rasterize_points
+from .rasterize import Fragments, RasterSettings, rasterize_points
 from .renderer import DepthRenderer, as_points_tensor
 from .shading import CLIP_MEAN, CLIP_STD
 
@@ -85,6 +85,40 @@ def _per_point(values: Any, points: torch.Tensor, what: str) -> torch.Tensor | N
     if not bool(torch.isfinite(t).all()):
         raise ImageViewError(f"{what} contain NaN or inf; fix or drop them")
     return t
+
+
+def _gather(fragments: Fragments, values: torch.Tensor) -> torch.Tensor:
+    """Per-point (B, N, 3) values at each pixel's winning point: (B, V, S, S, 3) (background pixels: point 0's)."""
+    B, V, S = fragments.idx.shape[:3]
+    safe = fragments.idx.clamp(min=0).view(B, -1)  # (B, V*S*S)
+    return torch.gather(values, 1, safe[..., None].expand(-1, -1, 3)).view(B, V, S, S, 3)
+
+
+def _shade_normals(fragments: Fragments, normals: torch.Tensor, rot: np.ndarray, light: np.ndarray,
+                   albedo: torch.Tensor, shading: Shading) -> torch.Tensor:
+    """Phong-shade the winning points' (two-sided) normals; rot (V, 3, 3) view axes, light (V, 3) camera frame."""
+    fg = fragments.idx >= 0
+    B, V, S = fg.shape[:3]
+    n = _gather(fragments, torch.nn.functional.normalize(normals, dim=-1))[fg]  # (K, 3) world
+    view_of = torch.arange(V, device=fg.device)[None, :, None, None].expand(B, V, S, S)[fg].cpu().numpy()
+    z_axis = rot[:, 2][view_of]  # (K, 3): from the camera into the scene
+    n = n.double().cpu().numpy()
+    n = np.where((np.einsum("kc,kc->k", n, z_axis) > 0)[:, None], -n, n)
+    to_light = np.einsum("vc,vcw->vw", light, rot)[view_of]
+    rgb = phong(np.broadcast_to(albedo.double().cpu().numpy(), n.shape), n, to_light, -z_axis, shading)
+    shaded = torch.ones((B, V, S, S, 3), dtype=torch.float32, device=fg.device)
+    shaded[fg] = torch.from_numpy(rgb.astype(np.float32)).to(fg.device)
+    return shaded
+
+
+def _depth_cue(fragments: Fragments, albedo: torch.Tensor) -> torch.Tensor:
+    """``albedo · (1 − 0.6·d)``, d = depth scaled to [0, 1] over each view's foreground (near = light)."""
+    fg = fragments.idx >= 0
+    z = torch.where(fg, fragments.zbuf, math.nan)
+    zmin = fragments.zmin[..., None, None]
+    zmax = torch.where(fg, fragments.zbuf, -math.inf).amax(dim=(-2, -1), keepdim=True)
+    d = ((z - zmin) / (zmax - zmin).clamp_min(1e-6)).clamp(0, 1)
+    return albedo * (1.0 - 0.6 * d)[..., None]
 
 
 def render_point_views(
@@ -140,37 +174,18 @@ def render_point_views(
     if cols is not None and float(cols.max()) > 1.0:
         cols = cols / 255.0
     renderer = DepthRenderer(views, RasterSettings(image_size=int(image_size), radius=float(radius)), normalize=normalize)
-    zbuf, index, _ = renderer.rasterize(pts, with_index=True)  # (B, V, S, S) each
-    B, V, S = zbuf.shape[0], zbuf.shape[1], int(image_size)
-    fg = index >= 0
-    out = torch.ones((B, V, S, S, 3), dtype=torch.float32, device=pts.device)
-    safe = index.clamp(min=0).view(B, -1)  # (B, V*S*S)
-
-    def gather(values: torch.Tensor) -> torch.Tensor:  # (B, N, 3) → (B, V, S, S, 3)
-        return torch.gather(values, 1, safe[..., None].expand(-1, -1, 3)).view(B, V, S, S, 3)
-
+    fragments = renderer.rasterize(pts, with_index=True)  # (B, V, S, S)
     albedo = torch.tensor(np.asarray(color, dtype=np.float32), device=pts.device)
     if cols is not None:
-        shaded = gather(cols.to(pts.device).clamp(0, 1))
+        shaded = _gather(fragments, cols.to(pts.device).clamp(0, 1))
     elif nrms is not None:
         _, rot, _ = Cameras.from_views(views).centers_and_rotations()
-        n = gather(torch.nn.functional.normalize(nrms.to(pts.device), dim=-1))[fg]  # (K, 3) world
-        view_of = torch.arange(V, device=pts.device)[None, :, None, None].expand(B, V, S, S)[fg].cpu().numpy()
-        R = rot.double().numpy()
-        z_axis = R[:, 2][view_of]  # (K, 3): from the camera into the scene
-        n = n.double().cpu().numpy()
-        n = np.where((np.einsum("kc,kc->k", n, z_axis) > 0)[:, None], -n, n)
-        to_light = np.einsum("vc,vcw->vw", view_light_directions(V, light_dir, seed), R)[view_of]
-        rgb = phong(np.broadcast_to(albedo.double().cpu().numpy(), n.shape), n, to_light, -z_axis, shading)
-        shaded = out.clone()
-        shaded[fg] = torch.from_numpy(rgb.astype(np.float32)).to(pts.device)
+        light = view_light_directions(len(rot), light_dir, seed)
+        shaded = _shade_normals(fragments, nrms.to(pts.device), rot.double().numpy(), light, albedo, shading)
     else:
-        z = torch.where(fg, zbuf, math.nan)
-        zmin = torch.where(fg, zbuf, math.inf).amin(dim=(-2, -1), keepdim=True)
-        zmax = torch.where(fg, zbuf, -math.inf).amax(dim=(-2, -1), keepdim=True)
-        d = ((z - zmin) / (zmax - zmin).clamp_min(1e-6)).clamp(0, 1)
-        shaded = albedo * (1.0 - 0.6 * d)[..., None]
-    out = torch.where(fg[..., None], shaded, out)
+        shaded = _depth_cue(fragments, albedo)
+    background = torch.ones(shaded.shape, dtype=torch.float32, device=pts.device)
+    out = torch.where((fragments.idx >= 0)[..., None], shaded, background)
     return out if batched else out[0]
 
 
