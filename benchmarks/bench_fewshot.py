@@ -28,14 +28,17 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from clip2point.backbone import DEFAULT_MODEL
+    from clip2point.fewshot import FewShotConfig
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder holding modelnet10/")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model", default="ViT-B-32")
-    ap.add_argument("--shots", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--limit-test", type=int, default=0, help="class-balanced test shapes (0 = all)")
-    ap.add_argument("--gate", default="view", choices=("view", "none"))
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--shots", type=int, default=FewShotConfig.shots)
+    ap.add_argument("--epochs", type=int, default=FewShotConfig.epochs)
+    ap.add_argument("--limit-test", type=int, default=FewShotConfig.limit_test, help="class-balanced test shapes (0 = all)")
+    ap.add_argument("--gate", default=FewShotConfig.gate, choices=("view", "none"))
     ap.add_argument("--out", default=None, help="run folder (default: a temporary folder)")
     ap.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = ap.parse_args(argv)
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from clip2point.backbone import load_backbone
-    from clip2point.fewshot import FewShotConfig, run_fewshot
+    from clip2point.fewshot import run_fewshot
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_fewshot_")) / "run"
     t0 = time.perf_counter()

@@ -95,9 +95,11 @@ def bench_step(backbone, device: str, batch: int, steps: int, bf16: bool, grad_c
 
 
 def main() -> int:
+    from clip2point.backbone import DEFAULT_MODEL
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:k]")
-    ap.add_argument("--model", default="ViT-B-32", help="open_clip architecture (random weights)")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="open_clip architecture (random weights)")
     ap.add_argument("--batch", type=int, default=None, help="pairs per step (default: 16 on CPU, 256 on CUDA)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps after one warm-up (default: 2 on CPU, 10 on CUDA)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
