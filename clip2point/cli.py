@@ -5,7 +5,7 @@ fix, and exit status 2 (the full traceback with --debug); a bug in clip2point is
 status 1, asking to re-run with --debug and report it (see :mod:`clip2point.cliutil`). Output paths
 (-o, --plot) are checked before the long work starts. Weight files — --weights, --depth-encoder,
 $CLIP2POINT_WEIGHTS, the weights folders, and files a run folder's config.json names — are read
-without running code (see :mod:`clip2point.weights`).
+without running code (see :mod:`clip2point.checkpoints`).
 """
 from __future__ import annotations
 
