@@ -73,6 +73,7 @@ __all__ = [
     "OffFolderDataset",
     "SubsetDataset",
     "iter_batches",
+    "DATASET_NAMES",
     "DATASET_URLS",
     "H5_UP_PATTERNS",
     "h5_up_axis",
@@ -91,6 +92,8 @@ DATASET_URLS: dict[str, str] = {
 }
 _FOLDERS = {"modelnet10": "ModelNet10", "modelnet40": "ModelNet40"}
 _PRESETS = {"modelnet10": MODELNET10, "modelnet40": MODELNET40}
+#: The datasets :func:`open_dataset` and :func:`download_dataset` know.
+DATASET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 #: (file-name glob, up axis) rules for h5 files without an ``up`` attribute; first match wins.
 H5_UP_PATTERNS: tuple[tuple[str, str], ...] = (("*pcd*", "z"), ("modelnet40nr*", "y"), ("ply_data_*", "y"))
 SPLITS = ("train", "test")

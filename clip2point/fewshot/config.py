@@ -6,17 +6,18 @@ Every random choice of a run derives from ``(config.seed, stream, ...)`` through
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..backbone import DEFAULT_TEMPLATE
-from ..datasets import PointCloudDataset, open_dataset
+from ..datasets import DATASET_NAMES, PointCloudDataset, open_dataset
 from ..errors import Clip2PointError, DatasetError
 from ..gdpa import GATES, GDPAConfig
-from ..render import get_view_set
+from ..io import UP_AXES
+from ..render import VIEW_SETS, get_view_set
 
 __all__ = [
     "SHOTS", "MODES", "CACHE_DTYPES", "FewShotConfig", "FewShotSplits", "select_few_shot", "stratified_head",
@@ -50,6 +51,9 @@ def torch_seed(seed: int, *stream: int) -> int:
 class FewShotConfig:
     """Everything that defines a few-shot run (saved as ``config.json`` in the run directory).
 
+    Fields with a ``"flag"`` in their metadata are ``clip2point fewshot`` options (flag, help,
+    choices; see :func:`clip2point.cliutil.add_config_arguments`): their defaults are written here only.
+
     Attributes:
         dataset: "modelnet10" or "modelnet40". data_dir: its folder (see ``open_dataset``).
         out_dir: the run directory (created).
@@ -80,36 +84,59 @@ class FewShotConfig:
         overwrite: replace a run already in ``out_dir`` (otherwise that is an error unless resuming).
     """
 
-    dataset: str = "modelnet10"
-    data_dir: str = ""
-    out_dir: str = ""
-    shots: int = 16
-    epochs: int = 100
-    gate: str = "view"
-    views: str = "10"
+    dataset: str = field(default="modelnet10", metadata={
+        "flag": "--dataset", "choices": DATASET_NAMES, "required": True, "help": "the dataset"})
+    data_dir: str = field(default="", metadata={
+        "flag": "--data-dir", "required": True,
+        "help": "folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)"})
+    out_dir: str = field(default="", metadata={
+        "flag": ("-o", "--out-dir"), "required": True, "metavar": "RUN_DIR", "help": "run folder (created)"})
+    shots: int = field(default=16, metadata={"flag": "--shots", "choices": SHOTS, "help": "training shapes per class (K)"})
+    epochs: int = field(default=100, metadata={"flag": "--epochs", "help": "training epochs (released recipe: 100)"})
+    gate: str = field(default="view", metadata={
+        "flag": "--gate", "choices": GATES,
+        "help": "view: per-view gated fusion (GDPA); none: fixed 0.5/0.5 average (the released DPA)"})
+    views: str = field(default="10", metadata={
+        "flag": "--views", "choices": tuple(sorted(VIEW_SETS, key=lambda name: (len(name), name))),
+        "help": "view set: 6 = released zero-shot views, 10 = pre-training/few-shot views"})
     image_size: int | None = None
-    radius: float = 0.02
-    num_points: int = 1024
-    up: str | None = None
-    val_per_class: int = 4
-    limit_test: int = 0
-    resamples: int = 1
-    resample_keep: float = 0.8
-    mode: str = "cached"
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    radius: float = field(default=0.02, metadata={
+        "flag": "--radius", "help": "splat radius in NDC units (0.02 ≈ 2.2 px at 224²)"})
+    num_points: int = field(default=1024, metadata={"flag": "--num-points", "help": "points per shape"})
+    up: str | None = field(default=None, metadata={
+        "flag": "--up", "choices": UP_AXES, "help": "override the dataset's up axis"})
+    val_per_class: int = field(default=4, metadata={
+        "flag": "--val-per-class",
+        "help": "validation shapes per class (not shots) for choosing the epoch; 0: keep the last"})
+    limit_test: int = field(default=0, metadata={
+        "flag": "--limit-test", "metavar": "N",
+        "help": "evaluate N test shapes, class-balanced (each class's first shapes in turn); 0 = all"})
+    resamples: int = field(default=1, metadata={
+        "flag": "--resamples", "metavar": "R",
+        "help": "cached point re-samples per training shape (augmentation; 1 = none); one is drawn per epoch"})
+    resample_keep: float = field(default=0.8, metadata={
+        "flag": "--resample-keep", "help": "share of the points a re-sample keeps"})
+    mode: str = field(default="cached", metadata={
+        "flag": "--mode", "choices": MODES,
+        "help": "cached: encode every shape once; online: re-render and re-encode each epoch like the released code (slow)"})
+    batch_size: int = field(default=32, metadata={"flag": "--batch-size", "help": "shapes per batch"})
+    lr: float = field(default=1e-3, metadata={"flag": "--lr", "help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"flag": "--weight-decay", "help": "AdamW weight decay"})
     dropout: float = 0.075
     gate_hidden: int = 64
-    seed: int = 0
-    template: str = DEFAULT_TEMPLATE
+    seed: int = field(default=0, metadata={
+        "flag": "--seed", "help": "seeds shot selection, re-samples, initialisation and shuffling"})
+    template: str = field(default=DEFAULT_TEMPLATE, metadata={
+        "flag": "--template", "help": "prompt template; {} is replaced by the class name"})
     device: str | None = None
-    cache_dtype: str = "float32"
+    cache_dtype: str = field(default="float32", metadata={
+        "flag": "--cache-dtype", "choices": tuple(CACHE_DTYPES), "help": "storage of cached features"})
     encode_batch_size: int = 64
     precise_bn: bool = True
     plots: bool = True
-    resume: bool = False
-    overwrite: bool = False
+    resume: bool = field(default=False, metadata={
+        "flag": "--resume", "help": "continue the run in RUN_DIR from its last checkpoint"})
+    overwrite: bool = field(default=False, metadata={"flag": "--overwrite", "help": "replace a run already in RUN_DIR"})
 
     #: fields that may change when a run is resumed
     RESUMABLE_CHANGES = ("epochs", "data_dir", "out_dir", "device", "encode_batch_size", "plots", "resume", "overwrite")
