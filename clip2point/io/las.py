@@ -84,6 +84,7 @@ def _las_header(path: Path, limit: int) -> _LasHeader:
 
 
 def read_las(path: Path, limit: int) -> LoadedPoints:
+    """x y z (float64) and 16-bit RGB (as [0, 1]) of a LAS/LAZ file, header checked first (PointCloudFileError)."""
     header = _las_header(path, limit)
     if header.points == 0:
         raise fail(path, "its header declares 0 points; could not read any points")

@@ -55,6 +55,7 @@ class PairBatch:
     image_features: torch.Tensor
 
     def to(self, device: torch.device | str) -> PairBatch:
+        """The batch on ``device`` (non-blocking copies)."""
         return PairBatch(*(t.to(device, non_blocking=True) for t in
                            (self.index, self.points, self.view, self.dist_scale, self.image_features)))
 
@@ -116,10 +117,12 @@ class PairDataset(torch.utils.data.Dataset):
 
     @property
     def num_views(self) -> int:
+        """V, the cached views per shape."""
         return int(self.image_features.shape[1])
 
     @property
     def feature_dim(self) -> int:
+        """D, the CLIP image-feature size."""
         return int(self.image_features.shape[2])
 
     def set_epoch(self, epoch: int) -> None:

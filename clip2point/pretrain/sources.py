@@ -76,14 +76,17 @@ class PairItem:
 class PairSource(Protocol):
     """Where pairs come from. ``settings()`` must change whenever item content would change."""
 
-    def settings(self) -> dict[str, Any]: ...
-    def item_names(self) -> list[str]: ...
-    def load(self, i: int) -> PairItem: ...
+    def settings(self) -> dict[str, Any]:
+        """JSON-able description of everything that decides item content (the cache rebuilds when it changes)."""
+        ...
 
+    def item_names(self) -> list[str]:
+        """Unique, stable item names, in item order."""
+        ...
 
-def _unit_sphere(points: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 points centred with the farthest at norm 1 (DatasetError when all coincide)."""
-    return normalize_unit_sphere(points, error=DatasetError, what="the shape")
+    def load(self, i: int) -> PairItem:
+        """Item ``i``; raises a Clip2PointError for an item to skip."""
+        ...
 
 
 def _item_seed(seed: int, name: str, salt: int = 0) -> int:
@@ -130,14 +133,17 @@ class MeshFolderSource:
         self._names = [p.relative_to(self.root).as_posix() for p in self.paths]
 
     def settings(self) -> dict[str, Any]:
+        """See :meth:`PairSource.settings`."""
         return {"kind": self.kind, "up": self.up, "num_points": self.num_points, "image_size": self.image_size,
                 "views": [list(self.views.elev), list(self.views.azim), list(self.views.dist)], "seed": self.seed,
                 "renderer": "render_mesh_views/perspective"}
 
     def item_names(self) -> list[str]:
+        """See :meth:`PairSource.item_names`."""
         return list(self._names)
 
     def label(self, i: int) -> str:
+        """Class name of item ``i`` ("" when unknown)."""
         parts = Path(self._names[i]).parts
         return parts[0] if len(parts) > 1 else ""
 
@@ -151,7 +157,8 @@ class MeshFolderSource:
         mesh = load_mesh(self.paths[i], up=self.up)
         points = sample_surface(mesh.vertices, mesh.faces, self.num_points, seed=_item_seed(self.seed, name, 1))
         images = render_mesh_views(mesh, self.views, self.image_size, seed=_item_seed(self.seed, name, 2))
-        return PairItem(name, self.label(i), _unit_sphere(points), _to_uint8(images))
+        return PairItem(name, self.label(i), normalize_unit_sphere(points, error=DatasetError, what=name),
+                        _to_uint8(images))
 
 
 class ShapeNetRenderSource:
@@ -239,13 +246,16 @@ class ShapeNetRenderSource:
         return everything
 
     def settings(self) -> dict[str, Any]:
+        """See :meth:`PairSource.settings`."""
         return {"kind": self.kind, "split": self.split, "num_points": self.num_points, "image_size": self.image_size,
                 "num_views": self.num_views, "seed": self.seed}
 
     def item_names(self) -> list[str]:
+        """See :meth:`PairSource.item_names`."""
         return list(self._names)
 
     def label(self, i: int) -> str:
+        """Class name of item ``i`` ("" when unknown)."""
         synset = self._names[i].split("_", 1)[0]
         return SHAPENET55_CLASSES.get(synset, synset)
 
@@ -290,5 +300,5 @@ class ShapeNetRenderSource:
             images = np.stack([self._read_png(self.render_dir / name / f"{k}.png") for k in range(self.num_views)])
         except OSError as e:
             raise DatasetError(f"{self.render_dir / name}: cannot read a render ({e})") from None
-        return PairItem(name, self.label(i), _unit_sphere(pts), images)
+        return PairItem(name, self.label(i), normalize_unit_sphere(pts, error=DatasetError, what=name), images)
 
