@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from clip2point.classes import CLASS_SETS
+from clip2point.datasets import DATASET_NAMES
 from clip2point.errors import Clip2PointError
 from clip2point.io import Mesh, load_mesh
 from ui.defaults import DEFAULT_NUM_POINTS, DEFAULT_RADIUS, DEFAULT_VIEWS, EXAMPLES_DIR, REPO_ROOT
@@ -34,13 +35,11 @@ from ui.registry import REGISTRY, ModelRegistry
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "example_names", "example_path", "example_thumbnails", "CLASS_PRESETS", "find_data_dir", "DATASET_NAMES",
+    "example_names", "example_path", "example_thumbnails", "CLASS_PRESETS", "find_data_dir",
     "available_datasets", "dataset_class_counts", "dataset_indices", "ShapeSource", "Shape", "RenderedViews",
     "load_file_shape", "load_shape", "render_views",
 ]
 
-#: The ModelNet datasets the browser looks for.
-DATASET_NAMES = ("modelnet10", "modelnet40")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
+from clip2point.datasets import DATASET_NAMES
 from clip2point.errors import Clip2PointError
 from ui import figures
 from ui.adapters import class_gate_means, example_depth_thumbnails
@@ -18,7 +19,7 @@ from ui.defaults import DEFAULT_EXAMPLE, FEWSHOT_VIEWS, VIEW_SETS
 from ui.figures import gate_weights_figure, training_curves_figure
 from ui.registry import REGISTRY, ModelSpec
 from ui.runs import FewShotRunner, RunState
-from ui.shapes import DATASET_NAMES, find_data_dir
+from ui.shapes import find_data_dir
 from ui.widgets.common import css, default_spec, show_figure
 
 log = logging.getLogger(__name__)
