@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import types
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ __all__ = [
 _CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 
 
-def open_clip_module():
+def open_clip_module() -> types.ModuleType:
     """The ``open_clip`` package (imported on first use: it takes seconds) with our model configs registered
     (``clip2point/model_configs``: ``tiny-ViT-test``, a 2-layer model for tests)."""
     import open_clip
