@@ -44,8 +44,16 @@ how to get weights; `--weights random` runs with random weights (scores are then
 """
 
 
+def _view_set_names() -> tuple[str, ...]:
+    from .render import VIEW_SETS
+
+    return tuple(sorted(VIEW_SETS, key=lambda name: (len(name), name)))
+
+
 def _add_shape_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--up", choices=("y", "z"), default="y",
+    from .io import UP_AXES
+
+    p.add_argument("--up", choices=UP_AXES, default="y",
                    help="up axis of the input: z for ModelNet OFF data and its samples (mapped (x,y,z)->(-y,z,-x)), y otherwise")
     p.add_argument("--num-points", type=int, default=1024, help="points kept per shape (farthest point sampling); 0 keeps all")
     p.add_argument("--index", type=int, default=0, help="which shape of a multi-shape .h5/.npy/.npz file")
@@ -61,7 +69,7 @@ def _add_image_size_arg(p: argparse.ArgumentParser) -> None:
 def _add_render_args(p: argparse.ArgumentParser, default_views: str) -> None:
     from .render import RasterSettings
 
-    p.add_argument("--views", choices=("6", "10"), default=default_views,
+    p.add_argument("--views", choices=_view_set_names(), default=default_views,
                    help="view set: 6 = released zero-shot views, 10 = pre-training/few-shot views")
     _add_image_size_arg(p)
     p.add_argument("--radius", type=float, default=RasterSettings.radius,
@@ -108,12 +116,14 @@ def _render_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _zeroshot_parser(p: argparse.ArgumentParser) -> None:
+    from .classes import CLASS_SETS
+
     p.description = ("Render each input, encode every view with CLIP, compare with the class prompts; shape logits = sum "
                      "of per-view logits (CLIP2Point's released protocol).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="point-cloud or mesh files")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--classes", help='comma-separated class names, e.g. "chair,table,lamp"')
-    g.add_argument("--class-set", choices=("modelnet10", "modelnet40", "scanobjectnn"), help="a class-name preset")
+    g.add_argument("--class-set", choices=tuple(CLASS_SETS), help="a class-name preset")
     g.add_argument("--adapter", metavar="RUN_DIR",
                    help="classify with a trained few-shot adapter (a `clip2point fewshot` run folder) instead of prompts; "
                         "its classes, views and backbone are used (--model/--weights/--depth-encoder default to the run's)")
@@ -125,12 +135,15 @@ def _zeroshot_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=("modelnet10", "modelnet40"), required=True)
+    from .datasets import DATASET_NAMES
+    from .io import UP_AXES
+
+    p.add_argument("--dataset", choices=DATASET_NAMES, required=True)
     p.add_argument("--data-dir", required=True, help="folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N shapes (0 = all)")
     p.add_argument("--num-points", type=int, default=1024, help="points per shape")
-    p.add_argument("--up", choices=("y", "z"), default=None, help="override the dataset's up axis")
+    p.add_argument("--up", choices=UP_AXES, default=None, help="override the dataset's up axis")
     p.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_render_args(p, "6")
@@ -162,58 +175,24 @@ examples:
 """
 
 
-#: Flags and help of FewShotConfig's options for a FewShotConfig whose fields do not carry them yet in their
-#: metadata (requested from its owner; once they do, this table is not read and goes away). No defaults here.
-FEWSHOT_OPTIONS: dict[str, dict] = {
-    "dataset": {"flag": "--dataset", "choices": ("modelnet10", "modelnet40"), "required": True, "help": "the dataset"},
-    "data_dir": {"flag": "--data-dir", "required": True,
-                 "help": "folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)"},
-    "out_dir": {"flag": ("-o", "--out-dir"), "required": True, "metavar": "RUN_DIR", "help": "run folder (created)"},
-    "shots": {"flag": "--shots", "choices": (1, 2, 4, 8, 16), "help": "training shapes per class (K)"},
-    "epochs": {"flag": "--epochs", "help": "training epochs (released recipe: 100)"},
-    "gate": {"flag": "--gate", "choices": ("view", "none"),
-             "help": "view: per-view gated fusion (GDPA); none: fixed 0.5/0.5 average (the released DPA)"},
-    "views": {"flag": "--views", "choices": ("6", "10"),
-              "help": "view set: 6 = released zero-shot views, 10 = pre-training/few-shot views"},
-    "radius": {"flag": "--radius", "help": "splat radius in NDC units (0.02 ≈ 2.2 px at 224²)"},
-    "num_points": {"flag": "--num-points", "help": "points per shape"},
-    "up": {"flag": "--up", "choices": ("y", "z"), "help": "override the dataset's up axis"},
-    "val_per_class": {"flag": "--val-per-class",
-                      "help": "validation shapes per class (not shots) for choosing the epoch; 0: keep the last"},
-    "limit_test": {"flag": "--limit-test", "metavar": "N",
-                   "help": "evaluate N test shapes, class-balanced (each class's first shapes in turn); 0 = all"},
-    "resamples": {"flag": "--resamples", "metavar": "R",
-                  "help": "cached point re-samples per training shape (augmentation; 1 = none); one is drawn per epoch"},
-    "resample_keep": {"flag": "--resample-keep", "help": "share of the points a re-sample keeps"},
-    "mode": {"flag": "--mode", "choices": ("cached", "online"),
-             "help": "cached: encode every shape once; online: re-render and re-encode each epoch like the released code (slow)"},
-    "batch_size": {"flag": "--batch-size", "help": "shapes per batch"},
-    "lr": {"flag": "--lr", "help": "AdamW learning rate"},
-    "weight_decay": {"flag": "--weight-decay", "help": "AdamW weight decay"},
-    "seed": {"flag": "--seed", "help": "seeds shot selection, re-samples, initialisation and shuffling"},
-    "template": {"flag": "--template", "help": "prompt template; {} is replaced by the class name"},
-    "cache_dtype": {"flag": "--cache-dtype", "choices": ("float32", "float16"), "help": "storage of cached features"},
-    "resume": {"flag": "--resume", "help": "continue the run in RUN_DIR from its last checkpoint"},
-    "overwrite": {"flag": "--overwrite", "help": "replace a run already in RUN_DIR"},
-}
-
-
 def _fewshot_parser(p: argparse.ArgumentParser) -> None:
     from .fewshot import FewShotConfig
 
     p.description = ("Train CLIP2Point's Gated Dual-Path Adapter (GDPA) from K shapes per class and report "
                      "validation/test accuracy, per-view gate weights and plots.")
     p.epilog = FEWSHOT_EPILOG
-    add_config_arguments(p, FewShotConfig, fallback=FEWSHOT_OPTIONS)  # every FewShotConfig field with a flag
+    add_config_arguments(p, FewShotConfig)  # every FewShotConfig field with a "flag": its default and help
     _add_image_size_arg(p)  # the CLI renders at CLIP2Point's 224 px unless told (the library: the model's input size)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the summary")
     _add_backbone_args(p)
 
 
 def _data_parser(p: argparse.ArgumentParser) -> None:
+    from .datasets import DATASET_URLS
+
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     d = dsub.add_parser("download", help="download and unzip the official ModelNet archive", formatter_class=HelpFormatter)
-    d.add_argument("name", choices=("modelnet10", "modelnet40"))
+    d.add_argument("name", choices=tuple(DATASET_URLS))
     d.add_argument("-o", "--out-dir", default="data", help="where to unzip")
 
 
@@ -536,7 +515,7 @@ def cmd_fewshot(args) -> int:
 
     from .fewshot import FewShotConfig
 
-    config = config_from_args(FewShotConfig, args, FEWSHOT_OPTIONS, image_size=args.image_size, device=_device(args.device))
+    config = config_from_args(FewShotConfig, args, image_size=args.image_size, device=_device(args.device))
     config.validate()  # settings errors before the model loads
     _check_numbers(args)
     check_output_dir(args.out_dir)  # an unwritable -o fails now, not after encoding

@@ -189,24 +189,21 @@ def _value_type(hint: Any) -> Any:
     return hint
 
 
-def _options(config_cls: type, names: Iterable[str] | None,
-             fallback: Mapping[str, Mapping[str, Any]] | None) -> list[tuple[dataclasses.Field, dict[str, Any]]]:
+def _options(config_cls: type, names: Iterable[str] | None) -> list[tuple[dataclasses.Field, Mapping[str, Any]]]:
+    """(field, its metadata) of the fields with a flag: ``names`` in that order, or all in field order."""
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
-    fallback = fallback or {}
     out = []
     for name in (names if names is not None else by_name):
         f = by_name[name]
-        meta = dict(f.metadata) if "flag" in f.metadata else dict(fallback.get(name, {}))
-        if "flag" in meta:
-            out.append((f, meta))
+        if "flag" in f.metadata:
+            out.append((f, f.metadata))
         elif names is not None:
             raise KeyError(f"{config_cls.__name__}.{name} has no command-line flag in its metadata")
     return out
 
 
 def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_cls: type,
-                         names: Iterable[str] | None = None,
-                         fallback: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                         names: Iterable[str] | None = None) -> None:
     """Add one option per field of the dataclass ``config_cls`` that has a ``"flag"`` in its metadata.
 
     A ``bool`` field that defaults to False becomes a ``store_true`` switch; other fields take their
@@ -215,10 +212,9 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
     Args:
         parser: a parser or argument group. config_cls: the dataclass.
         names: these fields, in this order (each must have a flag); None: every field with a flag, in field order.
-        fallback: metadata for fields that carry none (``{field: {"flag": …, "help": …}}``).
     """
     hints = typing.get_type_hints(config_cls)
-    for f, meta in _options(config_cls, names, fallback):
+    for f, meta in _options(config_cls, names):
         kw: dict[str, Any] = {"help": str(meta.get("help", "")).replace("%", "%%")}
         for key in ("choices", "metavar"):
             if key in meta:
@@ -240,15 +236,14 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
         parser.add_argument(*((flag,) if isinstance(flag, str) else flag), **kw)
 
 
-def config_from_args(config_cls: type, args: argparse.Namespace, fallback: Mapping[str, Mapping[str, Any]] | None = None,
-                     **values: Any) -> Any:
+def config_from_args(config_cls: type, args: argparse.Namespace, **values: Any) -> Any:
     """``config_cls(**…)`` from the parsed options of :func:`add_config_arguments` plus ``values``.
 
     Every field with a flag whose option was parsed takes the option's value; ``values`` set the
     others (or override). Fields with neither keep their defaults.
     """
     fields = dict(values)
-    for f, meta in _options(config_cls, None, fallback):
+    for f, meta in _options(config_cls, None):
         dest = option_dest(meta["flag"])
         if f.name not in fields and hasattr(args, dest):
             fields[f.name] = getattr(args, dest)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from clip2point.errors import CheckpointError, Clip2PointError, DatasetError
-from clip2point.pretrain import data as pdata
+from clip2point.pretrain import sources as psources
 from clip2point.pretrain.data import (
     BackboneImageEncoder, MeshFolderSource, PairDataset, ShapeNetRenderSource, build_pair_cache, collate_pairs,
     read_index, render_pair_views,
@@ -142,7 +142,7 @@ def test_dataset_draws_depend_only_on_seed_epoch_and_index(pair_cache):
 
 def _counting_render(monkeypatch, fail_at: int | None = None) -> list[int]:
     calls: list[int] = []
-    real = pdata.render_mesh_views
+    real = psources.render_mesh_views
 
     def render(*args, **kwargs):
         calls.append(1)
@@ -150,7 +150,7 @@ def _counting_render(monkeypatch, fail_at: int | None = None) -> list[int]:
             raise RuntimeError("simulated crash while rendering")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pdata, "render_mesh_views", render)
+    monkeypatch.setattr(psources, "render_mesh_views", render)
     return calls
 
 

@@ -93,6 +93,7 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     fields (their defaults and help); the others choose the pair source and what to do.
     """
     from ..cliutil import add_config_arguments
+    from ..io import UP_AXES
     from .config import PretrainConfig
 
     src = p.add_argument_group("pairs (one source, or an existing complete --cache)")
@@ -102,7 +103,7 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shapenet-dir", metavar="DIR", help="the authors' ShapeNet-55 layout (see below)")
     src.add_argument("--shapenet-split", choices=("train", "test", "all"), default="train",
                      help="which ShapeNet-55 list to use (the release pre-trains on train)")
-    src.add_argument("--up", choices=("y", "z"), default="y", help="up axis of --meshes files (z for ModelNet OFF)")
+    src.add_argument("--up", choices=UP_AXES, default="y", help="up axis of --meshes files (z for ModelNet OFF)")
     add_config_arguments(src, PretrainConfig, ["cache_dir"])
     src.add_argument("--store-points", type=int, default=2048, help="points stored per shape in the cache (float16)")
     add_config_arguments(src, PretrainConfig, ["shard_size", "keep_images"])

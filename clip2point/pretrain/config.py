@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backbone import DEFAULT_MODEL, DEFAULT_TEMPLATE
+from ..datasets import DATASET_NAMES
 from ..errors import Clip2PointError
+from ..render import VIEW_SETS
 from .losses import DEFAULT_TEMPERATURE
 
 __all__ = ["PretrainConfig"]
@@ -78,10 +80,11 @@ class PretrainConfig:
     keep_checkpoints: int = 2
     val_data: str | None = _opt(None, "--val-data", "ModelNet folder: validate zero-shot after every epoch on its TRAIN split",
                                 metavar="DIR")
-    val_dataset: str = _opt("modelnet10", "--val-dataset", "the validation dataset", choices=("modelnet10", "modelnet40"))
+    val_dataset: str = _opt("modelnet10", "--val-dataset", "the validation dataset", choices=DATASET_NAMES)
     val_per_class: int = _opt(10, "--val-per-class", "validation shapes per class (the first N of the train split)")
     val_views: str = _opt("6", "--val-views", "zero-shot view set for validation (6: the released zero-shot protocol; "
-                          "the released pre-training validated with 10)", choices=("6", "10"))
+                          "the released pre-training validated with 10)",
+                          choices=tuple(sorted(VIEW_SETS, key=lambda name: (len(name), name))))
     val_template: str = DEFAULT_TEMPLATE
     val_batch_size: int = 32
     shard_size: int = _opt(128, "--shard-size", "shapes per cache shard (the unit of resuming a build)")
