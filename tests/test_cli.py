@@ -211,6 +211,7 @@ def test_memory_errors_malformed_files_bugs_and_interrupts(tmp_path, capsys, mon
 
 def test_adapter_run_config_and_explicit_model(tmp_path, capsys, monkeypatch):
     import clip2point.cli as cli
+    import clip2point.cli.commands as commands
     from clip2point.fewshot.rundir import RunFolder
 
     run = tmp_path / "run"
@@ -224,14 +225,14 @@ def test_adapter_run_config_and_explicit_model(tmp_path, capsys, monkeypatch):
         seen.update(model=args.model, weights=args.weights)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(cli, "_backbone", fake_backbone)
+    monkeypatch.setattr(commands, "_backbone", fake_backbone)
     args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run)])
     with pytest.raises(ValueError):
-        cli._adapter_backbone(args, RunFolder(run))
+        commands._adapter_backbone(args, RunFolder(run))
     assert seen == {"model": "tiny-ViT-test", "weights": "/w/tiny.pt"}  # the run's
     args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run), "--model", "ViT-B-32", "--weights", "random"])
     with pytest.raises(ValueError):
-        cli._adapter_backbone(args, RunFolder(run))
+        commands._adapter_backbone(args, RunFolder(run))
     assert seen == {"model": "ViT-B-32", "weights": "random"}  # given explicitly, even when equal to the default
     (run / "config.json").write_text("{not json")
     assert main(["zeroshot", "examples/points/chair.ply", "--adapter", str(run)]) == 2
