@@ -379,7 +379,8 @@ class _Session:
                 if self.step % self.steps_per_epoch == 0:
                     self.validate()
                     validated_at = self.step
-            if self.val_set is not None and validated_at != self.step and self.step > start_step:
+            # every rank takes this branch (val_set exists on rank 0 only): validate() ends in a barrier
+            if cfg.val_data and validated_at != self.step and self.step > start_step:
                 self.validate()
             if saved_at != self.step and env.is_main:
                 self.save()
