@@ -4,7 +4,10 @@
 :class:`PointCloudDataset` whose items are ``(points, label)``: ``points`` a (N, 3) float32
 tensor, **always y-up** (the renderer's world up, as in CLIP2Point's released code), in the raw
 units of the files (not normalised: the renderer centres and scales each cloud itself), and
-``label`` an int index into ``dataset.class_names`` (prompt words such as ``"night stand"``).
+``label`` an int index into ``dataset.class_names`` (the prompt words of the classes: by default
+as CLIP2Point's released code prompts the dataset, ModelNet10 by its folder names such as
+``"night_stand"``, ModelNet40 as words such as ``"night stand"``; ``prompt_style="spaced"``
+writes words for both, see :func:`clip2point.classes.class_names`).
 
 Layouts recognised, tried in this order in ``data_dir`` and then in each of its immediate
 sub-folders (those whose name contains the dataset name first):
@@ -62,7 +65,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .checkpoints import file_digest
-from .classes import MODELNET10, MODELNET40, class_names as _words
+from .classes import MODELNET10, MODELNET40, PROMPT_STYLES, class_names as _words
 from .errors import DatasetError
 from .io import convert_up_axis, h5_dataset, load_point_cloud
 
@@ -114,7 +117,8 @@ class PointCloudDataset(Dataset, abc.ABC):
     """Base class: a labelled list of point clouds, returned y-up.
 
     Attributes:
-        class_names: prompt words in label order, e.g. ``["bathtub", ..., "night stand", ...]``.
+        class_names: prompt words in label order, e.g. ``["bathtub", ..., "night_stand", ...]``
+            (ModelNet10 as the release prompts it; see :func:`open_dataset`'s ``prompt_style``).
         labels: (S,) int64 labels, indices into ``class_names``.
         names: (S,) shape names, e.g. ``"chair_0890"``.
         up: up axis of the raw files (``"y"`` or ``"z"``; ``"mixed"`` for h5 files that differ).
@@ -535,7 +539,7 @@ _DETECTORS = (_try_h5, _try_normal_resampled, _try_off)
 
 def open_dataset(
     name: str, data_dir: str | Path, split: str = "test", num_points: int = 1024, up: str | None = None,
-    cache_size: int | None = None,
+    cache_size: int | None = None, prompt_style: str = "release",
 ) -> PointCloudDataset:
     """Open a ModelNet split found in ``data_dir`` (see the module docstring for layouts and rules).
 
@@ -548,15 +552,21 @@ def open_dataset(
         cache_size: items kept in memory by the layouts read one file per shape (OFF,
             normal_resampled): None = every item read; n ≥ 1 = the n most recently used.
             The h5 layouts hold the whole split in memory and ignore it.
+        prompt_style: how ``class_names`` are written (they are the classes' prompt words):
+            "release" (as CLIP2Point's released zero-shot code prompts the dataset: ModelNet10's
+            ``night_stand`` with its underscore, ModelNet40's ``night stand`` as words) or
+            "spaced" (words for every dataset). See :data:`clip2point.classes.PROMPT_STYLES`.
 
     Returns:
         A :class:`PointCloudDataset` whose items are (N, 3) float32 y-up points and int labels.
 
     Raises:
-        DatasetError: unknown name, split or up axis, ``num_points`` or ``cache_size`` < 1, a missing ``data_dir``,
-            no recognised layout, a missing split, or an unreadable file.
+        DatasetError: unknown name, split, up axis or prompt style, ``num_points`` or ``cache_size`` < 1, a
+            missing ``data_dir``, no recognised layout, a missing split, or an unreadable file.
     """
     key = _canonical_name(name)
+    if prompt_style not in PROMPT_STYLES:
+        raise DatasetError(f"unknown prompt style {prompt_style!r}; choose one of {', '.join(PROMPT_STYLES)}")
     hint = _DOWNLOAD_HINT.format(name=key)
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose 'train' or 'test'")
@@ -582,6 +592,7 @@ def open_dataset(
             if ds is not None:
                 if isinstance(ds, _LazyDataset):
                     ds.cache_size = None if cache_size is None else int(cache_size)
+                ds.class_names = _words(ds.class_names, key, prompt_style)
                 logger.info("opened %r", ds)
                 return ds
     looked = (

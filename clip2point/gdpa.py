@@ -8,9 +8,16 @@ implements the aggregators exactly as released and adds the gate chosen for this
 
 Inputs (both frozen, computed once per shape, see :mod:`clip2point.fewshot`):
 
-* ``f_A`` (B, V, D) float32: per-view, L2-normalised features of path A, the CLIP2Point depth
-  encoder. Without a depth encoder both paths take CLIP's features (``paths = "clip+clip"``).
+* ``f_A`` (B, V, D) float32: per-view features of path A, the CLIP2Point depth encoder. Without a
+  depth encoder both paths take CLIP's features (``paths = "clip+clip"``).
 * ``f_B`` (B, V, D) float32: the same views through the original CLIP visual tower (path B).
+
+Both are the **raw visual-tower outputs** (after CLIP's projection, not normalised), as the
+released DPA takes them (``adapter1(pre_model(imgs))``). ``GDPAConfig.input = "normalized"``
+L2-normalises them first (``f / ‖f‖`` per view, inside :meth:`GatedDualPathAdapter.forward`): this
+project's runs did that before the option existed, and such runs keep doing it (their config
+lacks the field). Normalising discards the per-view feature norm, which the released aggregators
+see through their BatchNorm and first Linear layer.
 
 **Global-view aggregator** (released ``SimplifiedAdapter``, one per path, P ∈ {A, B})::
 
@@ -62,10 +69,14 @@ from torch.nn import functional as F
 
 from .errors import Clip2PointError
 
-__all__ = ["GDPAConfig", "GDPAOutput", "GlobalViewAggregator", "ViewGate", "GatedDualPathAdapter", "SeededDropout", "GATES"]
+__all__ = [
+    "GDPAConfig", "GDPAOutput", "GlobalViewAggregator", "ViewGate", "GatedDualPathAdapter", "SeededDropout", "GATES", "INPUTS",
+]
 
 #: Gate modes: "view" (per-view, input-dependent gate, this project's GDPA) or "none" (released DPA).
 GATES = ("view", "none")
+#: Adapter inputs: "raw" visual-tower outputs (the released DPA) or "normalized" (L2-normalised per view).
+INPUTS = ("raw", "normalized")
 
 
 @dataclass
@@ -80,6 +91,9 @@ class GDPAConfig:
         dropout: dropout of the aggregators (0.075 in the released code).
         gate_hidden: hidden width of the gate MLP.
         view_weight_init: initial per-view weight of the aggregators (0.5 in the released code).
+        input: "raw" (the features as given: the released DPA takes the raw visual-tower outputs)
+            or "normalized" (L2-normalise each view's features first). A saved config without
+            this key (written before it existed) reads as "normalized" (:meth:`from_dict`).
     """
 
     views: int = 10
@@ -89,10 +103,13 @@ class GDPAConfig:
     dropout: float = 0.075
     gate_hidden: int = 64
     view_weight_init: float = 0.5
+    input: str = "raw"
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
             raise Clip2PointError(f"gate must be one of {', '.join(GATES)}, got {self.gate!r}")
+        if self.input not in INPUTS:
+            raise Clip2PointError(f"adapter input must be one of {', '.join(INPUTS)}, got {self.input!r}")
         for name in ("views", "dim", "num_classes", "gate_hidden"):
             if int(getattr(self, name)) < 1:
                 raise Clip2PointError(f"GDPA {name} must be a positive integer, got {getattr(self, name)!r}")
@@ -104,9 +121,10 @@ class GDPAConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> GDPAConfig:
-        """Build from a dict (unknown keys are ignored, so newer files still load)."""
+        """Build from a dict (unknown keys are ignored, so newer files still load; without ``input``,
+        a config saved before that key existed, the input is "normalized", what those adapters took)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{"input": "normalized", **{k: v for k, v in data.items() if k in names}})
 
     @classmethod
     def from_json(cls, text: str) -> GDPAConfig:
@@ -251,9 +269,21 @@ class GatedDualPathAdapter(nn.Module):
                 f"GDPA expects two (B, {want[0]}, {want[1]}) view-feature tensors, got {tuple(f_a.shape)} and {tuple(f_b.shape)}"
             )
 
-    def gate_weights(self, f_a: torch.Tensor, f_b: torch.Tensor) -> torch.Tensor:
-        """(B, V) per-view share of path A (the depth encoder) in (0, 1); 0.5 everywhere for gate="none"."""
+    def prepare(self, f_a: torch.Tensor, f_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features as the adapter's layers take them: unchanged for ``input="raw"``, L2-normalised
+        per view for ``input="normalized"`` (idempotent). Raises Clip2PointError for wrong shapes."""
         self._check(f_a, f_b)
+        if self.config.input == "normalized":
+            return F.normalize(f_a, dim=-1), F.normalize(f_b, dim=-1)
+        return f_a, f_b
+
+    def gate_weights(self, f_a: torch.Tensor, f_b: torch.Tensor) -> torch.Tensor:
+        """(B, V) per-view share of path A (the depth encoder) in (0, 1); 0.5 everywhere for gate="none".
+
+        ``f_a``, ``f_b``: (B, V, D) features as :meth:`forward` takes them."""
+        return self._gate(*self.prepare(f_a, f_b))
+
+    def _gate(self, f_a: torch.Tensor, f_b: torch.Tensor) -> torch.Tensor:
         if self.gate is None:
             return torch.full(f_a.shape[:2], 0.5, dtype=f_a.dtype, device=f_a.device)
         return self.gate(f_a, f_b)
@@ -275,15 +305,16 @@ class GatedDualPathAdapter(nn.Module):
         """Classify B shapes from their per-view features of both paths.
 
         Args:
-            f_a: (B, V, D) path A (depth encoder, or CLIP when none is loaded), L2-normalised.
-            f_b: (B, V, D) path B (CLIP), L2-normalised.
+            f_a: (B, V, D) path A (depth encoder, or CLIP when none is loaded): the raw visual-tower
+                outputs (normalised here when ``config.input == "normalized"``).
+            f_b: (B, V, D) path B (CLIP), likewise.
 
         Raises:
             Clip2PointError: shapes that do not match the config.
         """
-        self._check(f_a, f_b)
+        f_a, f_b = self.prepare(f_a, f_b)
         g_a, g_b = self.aggregator_a(f_a), self.aggregator_b(f_b)
-        gate, importance = self.gate_weights(f_a, f_b), self.importance()
+        gate, importance = self._gate(f_a, f_b), self.importance()
         if self.gate is None:
             shape_gate = torch.full(gate.shape[:1], 0.5, dtype=gate.dtype, device=gate.device)
             z = self.fuse(g_a, g_b, None)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..backbone import DEFAULT_TEMPLATE
+from ..classes import PROMPT_STYLES
 from ..datasets import DATASET_NAMES, PointCloudDataset, open_dataset
 from ..errors import Clip2PointError, DatasetError
 from ..gdpa import GATES, GDPAConfig
@@ -20,7 +21,7 @@ from ..io import UP_AXES
 from ..render import VIEW_SETS, get_view_set
 
 __all__ = [
-    "SHOTS", "MODES", "CACHE_DTYPES", "FewShotConfig", "FewShotSplits", "select_few_shot", "stratified_head",
+    "SHOTS", "MODES", "CACHE_DTYPES", "ADAPTER_INPUTS", "FewShotConfig", "FewShotSplits", "select_few_shot", "stratified_head",
     "make_splits", "seeded_rng", "torch_seed",
     "STREAM_SPLIT", "STREAM_RESAMPLE", "STREAM_ONLINE", "STREAM_EPOCH", "STREAM_INIT",
 ]
@@ -29,6 +30,9 @@ __all__ = [
 SHOTS = (1, 2, 4, 8, 16)
 #: Training modes: encode once ("cached") or re-render and re-encode every epoch ("online").
 MODES = ("cached", "online")
+#: What the adapter takes per view: the raw visual-tower outputs ("raw", the released DPA) or
+#: their L2-normalised directions ("normalized", this project's runs before the option existed).
+ADAPTER_INPUTS = ("raw", "normalized")
 #: ``FewShotConfig.cache_dtype`` → storage dtype of cached features.
 CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -73,6 +77,13 @@ class FewShotConfig:
         dropout, gate_hidden: adapter sizes (see :class:`~clip2point.gdpa.GDPAConfig`).
         seed: seeds the shot/validation selection, re-samples, initialisation, shuffling and dropout.
         template: prompt template of the class text features.
+        prompt_style: how the dataset's class names become prompt words: "release" (as the released
+            code prompts it: ModelNet10's ``night_stand``, ModelNet40's ``night stand``) or "spaced"
+            (words for both); see :func:`clip2point.datasets.open_dataset`.
+        adapter_input: what the adapter takes per view (see :class:`~clip2point.gdpa.GDPAConfig`):
+            "raw" visual-tower outputs (the released DPA, ``models/dpa.py``: ``adapter(pre_model(imgs))``)
+            or "normalized" (L2-normalised per-view features, as zero-shot scoring uses them). A
+            run folder written before this field existed reads as "normalized" (its behaviour then).
         device: "cpu", "cuda", ... (None: the backbone's device).
         cache_dtype: "float32" or "float16" storage of cached features.
         encode_batch_size: images per encoder forward pass.
@@ -128,6 +139,14 @@ class FewShotConfig:
         "flag": "--seed", "help": "seeds shot selection, re-samples, initialisation and shuffling"})
     template: str = field(default=DEFAULT_TEMPLATE, metadata={
         "flag": "--template", "help": "prompt template; {} is replaced by the class name"})
+    prompt_style: str = field(default="release", metadata={
+        "flag": "--prompt-style", "choices": PROMPT_STYLES,
+        "help": "class names as prompts: release = as the released code (ModelNet10 night_stand, ModelNet40 "
+                "night stand); spaced = words for both"})
+    adapter_input: str = field(default="raw", metadata={
+        "flag": "--adapter-input", "choices": ADAPTER_INPUTS,
+        "help": "adapter input per view: raw = visual-tower outputs (the released DPA); normalized = "
+                "L2-normalised features (runs before this option)"})
     device: str | None = None
     cache_dtype: str = field(default="float32", metadata={
         "flag": "--cache-dtype", "choices": tuple(CACHE_DTYPES), "help": "storage of cached features"})
@@ -138,6 +157,9 @@ class FewShotConfig:
         "flag": "--resume", "help": "continue the run in RUN_DIR from its last checkpoint"})
     overwrite: bool = field(default=False, metadata={"flag": "--overwrite", "help": "replace a run already in RUN_DIR"})
 
+    #: values of fields a run folder's config.json may lack (written before the field existed): what
+    #: the run did then. (A new config takes the field defaults: the released code's behaviour.)
+    LEGACY_VALUES = {"prompt_style": "spaced", "adapter_input": "normalized"}
     #: fields that may change when a run is resumed
     RESUMABLE_CHANGES = ("epochs", "data_dir", "out_dir", "device", "encode_batch_size", "plots", "resume", "overwrite")
 
@@ -152,6 +174,10 @@ class FewShotConfig:
             raise Clip2PointError(f"gate must be one of {', '.join(GATES)}, got {self.gate!r}")
         if self.mode not in MODES:
             raise Clip2PointError(f"mode must be 'cached' or 'online', got {self.mode!r}")
+        if self.adapter_input not in ADAPTER_INPUTS:
+            raise Clip2PointError(f"adapter_input must be one of {', '.join(ADAPTER_INPUTS)}, got {self.adapter_input!r}")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise Clip2PointError(f"prompt_style must be one of {', '.join(PROMPT_STYLES)}, got {self.prompt_style!r}")
         if self.cache_dtype not in CACHE_DTYPES:
             raise Clip2PointError(f"cache_dtype must be 'float32' or 'float16', got {self.cache_dtype!r}")
         positive = ("epochs", "batch_size", "resamples", "num_points", "encode_batch_size")
@@ -176,9 +202,10 @@ class FewShotConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FewShotConfig:
-        """A config from :meth:`to_dict` output; unknown keys are ignored, missing ones take the defaults."""
+        """A config from :meth:`to_dict` output (a run's config.json); unknown keys are ignored, missing
+        ones take :data:`LEGACY_VALUES` (fields added later: what older runs did), else the defaults."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{**cls.LEGACY_VALUES, **{k: v for k, v in data.items() if k in names}})
 
 
 @dataclass
@@ -254,8 +281,9 @@ def make_splits(config: FewShotConfig) -> tuple[PointCloudDataset, PointCloudDat
     Raises:
         DatasetError: the dataset is missing or too small (see :func:`open_dataset`, :func:`select_few_shot`).
     """
-    train = open_dataset(config.dataset, config.data_dir, "train", num_points=config.num_points, up=config.up)
-    test = open_dataset(config.dataset, config.data_dir, "test", num_points=config.num_points, up=config.up)
+    opts = {"num_points": config.num_points, "up": config.up, "prompt_style": config.prompt_style}
+    train = open_dataset(config.dataset, config.data_dir, "train", **opts)
+    test = open_dataset(config.dataset, config.data_dir, "test", **opts)
     if train.class_names != test.class_names:
         raise DatasetError(f"{config.data_dir}: train and test splits list different classes")
     shots, val = select_few_shot(train.labels, len(train.class_names), config.shots, config.val_per_class, config.seed)

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "RUN_FILES", "RUN_FORMAT", "ADAPTER_FORMAT", "run_file", "read_run_config", "EpochStats", "HistoryFile",
-    "prepare_run_dir", "check_same_backbone", "backbone_info", "write_run_config", "save_adapter",
+    "prepare_run_dir", "legacy_resume_config", "check_same_backbone", "backbone_info", "write_run_config", "save_adapter",
     "write_metrics", "write_plots", "GateWeights", "RunFolder",
 ]
 
@@ -202,6 +202,26 @@ def prepare_run_dir(config: FewShotConfig) -> tuple[Path, bool]:
     if config.resume:
         log.info("%s holds no run to resume; starting a new one", run_dir)
     return run_dir, False
+
+
+def legacy_resume_config(config: FewShotConfig) -> FewShotConfig:
+    """``config``, resuming a run whose config.json predates some of
+    :data:`FewShotConfig.LEGACY_VALUES`' fields: with those fields as that run had them (logged).
+
+    A run started before ``adapter_input``/``prompt_style`` existed fed normalised features and
+    spaced class names; resuming it with today's defaults would otherwise be refused as a change of
+    settings. Returns ``config`` itself when not resuming or nothing is missing.
+    """
+    cfg_path = Path(config.out_dir) / RUN_FILES["config"]
+    if not config.resume or not cfg_path.is_file():
+        return config
+    stored = RunFolder(config.out_dir).config_dict["fewshot"]
+    adopt = {k: v for k, v in FewShotConfig.LEGACY_VALUES.items() if k not in stored and getattr(config, k) != v}
+    if not adopt:
+        return config
+    log.info("resuming a run started before %s existed: using %s", ", ".join(adopt),
+             ", ".join(f"{k}={v!r}" for k, v in adopt.items()))
+    return replace(config, **adopt)
 
 
 def check_same_backbone(run_dir: Path, backbone: ClipBackbone) -> None:

@@ -29,8 +29,8 @@ from .features import (
     EncoderPasses, FeatureCache, RunFeatures, SplitFeatures, ViewEncoder, amp_dtype, autocast, released_recipe_passes,
 )
 from .rundir import (
-    RUN_FILES, EpochStats, HistoryFile, check_same_backbone, prepare_run_dir, run_file, save_adapter, write_metrics,
-    write_run_config,
+    RUN_FILES, EpochStats, HistoryFile, check_same_backbone, legacy_resume_config, prepare_run_dir, run_file, save_adapter,
+    write_metrics, write_run_config,
 )
 
 log = logging.getLogger(__name__)
@@ -215,8 +215,9 @@ def _fingerprint(config: FewShotConfig, backbone: ClipBackbone, paths: str, imag
     """The settings that determine a run's cached features (see :class:`FeatureCache`)."""
     keys = ("dataset", "shots", "views", "radius", "num_points", "up", "val_per_class", "limit_test",
             "resamples", "resample_keep", "seed", "cache_dtype")
+    extra = {"features": "raw"} if config.adapter_input == "raw" else {}  # a "normalized" adapter takes either kind
     return {**{k: getattr(config, k) for k in keys}, "image_size": image_size, "paths": paths,
-            "backbone": backbone.describe(), "model_name": backbone.model_name}
+            "backbone": backbone.describe(), "model_name": backbone.model_name, **extra}
 
 
 def _class_gate(gate: torch.Tensor, labels: np.ndarray, num_classes: int) -> list[list[float]]:
@@ -230,6 +231,7 @@ class _Run:
     """State of one :func:`run_fewshot` call (kept in one object so each step is a small method)."""
 
     def __init__(self, config: FewShotConfig, backbone: ClipBackbone, progress, should_stop) -> None:
+        config = legacy_resume_config(config)
         config.validate()
         self.config, self.backbone = config, backbone
         self.progress = progress or (lambda p: None)
@@ -266,7 +268,7 @@ class _Run:
         """A new adapter on the run's device, initialised from ``(seed, STREAM_INIT)``."""
         cfg = self.config
         gcfg = GDPAConfig(views=len(self.view_labels), dim=self.backbone.embed_dim, num_classes=len(self.classes),
-                          gate=cfg.gate, dropout=cfg.dropout, gate_hidden=cfg.gate_hidden)
+                          gate=cfg.gate, dropout=cfg.dropout, gate_hidden=cfg.gate_hidden, input=cfg.adapter_input)
         text = self.backbone.text_features(self.classes, cfg.template)
         with private_rng(torch.Generator().manual_seed(torch_seed(cfg.seed, STREAM_INIT))):  # global RNG untouched
             model = GatedDualPathAdapter(gcfg, text, self.backbone.logit_scale)
