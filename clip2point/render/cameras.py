@@ -17,7 +17,10 @@ import torch.nn.functional as F
 
 from ..errors import Clip2PointError
 
-__all__ = ["ViewSet", "VIEW_SETS", "get_view_set", "Cameras", "camera_centers", "look_at_rotation", "world_to_view"]
+__all__ = [
+    "ViewSet", "VIEW_SETS", "ZEROSHOT_VIEWS", "PRETRAIN_VIEWS", "get_view_set", "Cameras", "camera_centers",
+    "look_at_rotation", "world_to_view",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ VIEW_SETS: dict[str, ViewSet] = {
         name="6",
     ),
 }
+
+
+#: The released zero-shot view set (CLIP2Point §4.2) and the pre-training / few-shot one (§3.2).
+ZEROSHOT_VIEWS = "6"
+PRETRAIN_VIEWS = "10"
 
 
 def get_view_set(views: str | int | ViewSet) -> ViewSet:

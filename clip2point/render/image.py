@@ -36,7 +36,7 @@ from ..io import Mesh, PointCloud, is_mesh_file, load_mesh, load_point_cloud, no
 from .cameras import Cameras, ViewSet
 from .lighting import DEFAULT_LIGHT_DIR, DEFAULT_MESH_COLOR, Shading, phong, view_light_directions
 from .mesh import PERSPECTIVE_DISTANCE_FACTOR, PERSPECTIVE_FOV_DEG, render_mesh_views
-from .rasterize import Fragments, RasterSettings, rasterize_points
+from .rasterize import DEFAULT_RADIUS, Fragments, RasterSettings, rasterize_points
 from .renderer import DepthRenderer, as_points_tensor
 from .shading import CLIP_MEAN, CLIP_STD
 
@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 
-def rasterize_point_indices(view_points: torch.Tensor, image_size: int = 224, radius: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
+def rasterize_point_indices(view_points: torch.Tensor, image_size: int = 224, radius: float = DEFAULT_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
     """``(zbuf, idx)`` of :func:`~clip2point.render.rasterize_points` with ``with_index=True``.
 
     Args:
@@ -127,7 +127,7 @@ def render_point_views(
     normals: Any = None,
     views: str | int | ViewSet = "10",
     image_size: int = 224,
-    radius: float = 0.02,
+    radius: float = DEFAULT_RADIUS,
     light_dir: Sequence[float] | np.ndarray | None = None,
     seed: int | None = None,
     *,
@@ -198,7 +198,7 @@ def image_views(
     num_points: int | None = 16_384,
     light_dir: Sequence[float] | np.ndarray | None = None,
     seed: int | None = None,
-    radius: float = 0.02,
+    radius: float = DEFAULT_RADIUS,
     projection: str = "perspective",
     antialias: int = 1,
     sample_seed: int = 0,

@@ -29,12 +29,17 @@ import torch
 
 from ..errors import Clip2PointError
 
-__all__ = ["RasterSettings", "Fragments", "rasterize_points", "rasterize_chunks", "BACKGROUND_DEPTH", "MAX_IMAGE_SIZE"]
+__all__ = [
+    "RasterSettings", "Fragments", "rasterize_points", "rasterize_chunks", "BACKGROUND_DEPTH", "MAX_IMAGE_SIZE",
+    "DEFAULT_RADIUS",
+]
 
 #: Depth value of pixels no point covers (pytorch3d's ``zbuf`` convention).
 BACKGROUND_DEPTH = -1.0
 #: Largest accepted image side in pixels (a 4096² depth map is 64 MB per view).
 MAX_IMAGE_SIZE = 4096
+#: CLIP2Point's splat radius in NDC units (image width 2): ≈ 2.2 px at 224² (released renderer).
+DEFAULT_RADIUS = 0.02
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class RasterSettings:
     """
 
     image_size: int = 224
-    radius: float = 0.02
+    radius: float = DEFAULT_RADIUS
     max_elements: int = 3_000_000
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ import torch
 from ..errors import Clip2PointError
 from ..io import normalize_unit_sphere
 from .cameras import Cameras, ViewSet, get_view_set, world_to_view
-from .rasterize import Fragments, RasterSettings, rasterize_chunks, rasterize_points
+from .rasterize import DEFAULT_RADIUS, Fragments, RasterSettings, rasterize_chunks, rasterize_points
 from .shading import clip_normalize, shade_zbuffer_inf_
 
 __all__ = ["DepthRenderer", "render_depth", "as_points_tensor"]
@@ -134,7 +134,7 @@ def render_depth(
     points,
     views: str | int | ViewSet = "10",
     image_size: int = 224,
-    radius: float = 0.02,
+    radius: float = DEFAULT_RADIUS,
     dist_jitter: float = 0.0,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
