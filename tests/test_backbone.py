@@ -586,3 +586,47 @@ def test_depth_encoder_architecture_copies_without_touching_the_template(tiny_ba
     for k, v in template.state_dict().items():
         assert torch.equal(v, before[k]) and torch.equal(copy_.state_dict()[k], v)
         assert copy_.state_dict()[k].data_ptr() != v.data_ptr()
+
+
+# ---------------------------------------------------------------------------------------------
+# Start-up (issue 11 item 3): open_clip is imported without torch._dynamo and timm
+
+
+_DEFERRED_IMPORT_CHILD = r'''
+import json, sys
+import torch
+import clip2point.backbone as b
+
+b.open_clip_module()
+assert "torchvision" in sys.modules and "open_clip" in sys.modules
+assert "torch._dynamo" not in sys.modules and "timm" not in sys.modules, "deferred"
+bb = b.load_backbone("tiny-ViT-test", weights="random")
+bb.encode_images(torch.zeros(1, 3, 224, 224)), bb.text_features(["chair"])
+assert "torch._dynamo" not in sys.modules, "CLIP2Point's path never needs dynamo"
+
+forwarded = sys.modules["torchvision.ops.roi_align"].is_compile_supported("cpu")  # torchvision's only use
+from torch._dynamo.utils import is_compile_supported
+assert forwarded == is_compile_supported("cpu")
+import torch._dynamo
+assert torch._dynamo.reset and torch.compile(lambda x: x + 1, backend="eager")(torch.ones(1)).item() == 2.0
+
+config = {"embed_dim": 64,
+          "vision_cfg": {"timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False, "timm_pool": "",
+                         "timm_proj": "linear", "image_size": 224},
+          "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+with open(sys.argv[1] + "/tiny-timm-test.json", "w") as f:
+    json.dump(config, f)
+b.open_clip_module().add_model_config(sys.argv[1])
+model = b.build_architecture("tiny-timm-test")  # a timm trunk: timm is brought back on demand
+assert type(model.visual).__name__ == "TimmModel" and "timm" in sys.modules
+print("ok")
+'''
+
+
+def test_open_clip_is_imported_without_dynamo_and_timm_and_both_still_work(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DEFERRED_IMPORT_CHILD, str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

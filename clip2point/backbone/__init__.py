@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import Clip2PointError, WeightsNotFoundError
 from ..weights import find_weight_files, load_state_dict_file, weights_dirs
 from .architecture import (
-    architecture_with_weights, build_architecture, model_image_size, open_clip_module, random_architecture,
+    architecture_with_weights, build_architecture, ensure_timm, model_image_size, open_clip_module, random_architecture,
 )
 from .depth import depth_encoder_architecture, extract_visual_state_dict, load_depth_encoder, visual_activation
 from .precision import PRECISIONS, convert_precision, module_dtype, precision_name, resolve_precision
@@ -514,6 +514,7 @@ def load_backbone(
     cached = _tag_cached(model_name, source.location) if source.kind == "tag" else None
     if source.kind == "tag" and cached is None:  # a download through open_clip (weights_only loading)
         try:
+            ensure_timm(model_name)
             model = oc.create_model(model_name, pretrained=source.location, device=device, force_quick_gelu=quick_gelu)
         except Exception as e:
             raise WeightsNotFoundError(

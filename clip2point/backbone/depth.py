@@ -53,6 +53,7 @@ def extract_visual_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[dict
 
 def visual_activation(visual: nn.Module) -> str:
     """The MLP activation of a CLIP visual tower: "quick_gelu" (OpenAI's), "gelu", or "other"."""
+    open_clip_module()  # imported the quick way first
     from open_clip.transformer import QuickGELU
 
     kinds = {"quick_gelu" if isinstance(m, QuickGELU) else "gelu" for m in visual.modules() if isinstance(m, (QuickGELU, nn.GELU))}
@@ -74,6 +75,7 @@ def depth_encoder_architecture(template_visual: nn.Module, quick_gelu: bool = Tr
     Returns:
         The copy, in the template's train/eval mode and ``requires_grad`` state.
     """
+    open_clip_module()
     from open_clip.transformer import QuickGELU, VisionTransformer
 
     encoder = copy.deepcopy(template_visual)
