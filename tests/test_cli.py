@@ -23,6 +23,12 @@ def chair_npy(tmp_path_factory):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _own_view_cache(tmp_path, monkeypatch):
+    """Commands use the persistent view-feature cache by default: never the developer's own."""
+    monkeypatch.setenv("CLIP2POINT_CACHE_DIR", str(tmp_path / "view-cache"))
+
+
 def test_help_teaches():
     out = subprocess.run([sys.executable, "-m", "clip2point", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "examples:" in out.stdout and "--weights random" in out.stdout
@@ -57,7 +63,7 @@ def test_zeroshot_json_output(chair_npy, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     obj = json.loads(lines[0])
-    assert obj["file"] == str(chair_npy) and len(obj["classes"]) == 10 and obj["classes"][6] == "night stand"
+    assert obj["file"] == str(chair_npy) and len(obj["classes"]) == 10 and obj["classes"][6] == "night_stand"  # the release's ModelNet10 prompt
     assert sum(obj["probs"]) == pytest.approx(1, abs=1e-4)
     assert len(obj["view_logits"]) == 6 and len(obj["view_logits"][0]) == 10
     assert obj["top"][0]["class"] == obj["classes"][int(np.argmax(obj["probs"]))]
@@ -89,6 +95,10 @@ def test_eval_reports_accuracy_and_confusion_plot(tmp_path, capsys):
     obj = json.loads(capsys.readouterr().out)
     assert obj["num_shapes"] == 24 and 0 <= obj["accuracy"] <= 1 and len(obj["confusion_matrix"]) == 10
     assert sum(map(sum, obj["confusion_matrix"])) == 24
+    assert obj["classes"][6] == "night_stand"  # the release's ModelNet10 prompts; --prompt-style spaced: words
+    assert main(["-q", "eval", "--dataset", "modelnet10", "--data-dir", str(DATA / "modelnet10"), "--limit", "2", "--json",
+                 "--prompt-style", "spaced", *TINY]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"][6] == "night stand"
 
 
 def test_eval_missing_data_dir(tmp_path, capsys):
@@ -256,3 +266,49 @@ def test_fewshot_disk_full_is_one_line_and_leaves_no_temp_file(tmp_path, capsys,
     assert code == 2 and "Traceback" not in "\n".join(err)
     assert err[-1].startswith("clip2point fewshot: error: ") and "safetensors: cannot write it: disk full" in err[-1]
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------------------------------------
+# precision (issue 11): --precision on every command that encodes, `info` says what auto picks
+
+
+def test_precision_option_help_and_info(capsys):
+    from clip2point.backbone import resolve_precision
+    from clip2point.cli import build_parser
+
+    for cmd in ("zeroshot", "eval", "fewshot", "pretrain"):
+        with pytest.raises(SystemExit):
+            build_parser(cmd).parse_args([cmd, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--precision {fp32,bf16,auto}" in out and "auto (bf16 where" in out, cmd
+    parse = build_parser("eval").parse_args
+    assert parse(["eval", "--dataset", "modelnet10", "--data-dir", "d"]).precision == "fp32"  # the default
+    assert build_parser("zeroshot").parse_args(["zeroshot", "x.ply"]).precision is None  # fp32, or the run's
+    assert main(["info", "--brief"]) == 0
+    out = capsys.readouterr().out
+    assert f"--precision auto on cpu: {resolve_precision('auto', 'cpu')[1]}" in out
+
+
+@needs_data
+def test_zeroshot_in_bf16_agrees_with_fp32(chair_npy, capsys):
+    probs = {}
+    for precision in ("fp32", "bf16"):
+        assert main(["-q", "zeroshot", str(chair_npy), "--class-set", "modelnet10", "--json", *TINY,
+                     "--precision", precision]) == 0
+        probs[precision] = json.loads(capsys.readouterr().out)["probs"]
+    assert probs["bf16"] == pytest.approx(probs["fp32"], abs=0.02) and probs["bf16"] != probs["fp32"]
+
+
+@needs_data
+def test_eval_compare_precision_on_real_shapes(capsys):
+    base = ["-q", "eval", "--dataset", "modelnet10", "--data-dir", str(DATA / "modelnet10"), "--limit", "8",
+            "--batch-size", "4", "--compare-precision", *TINY]
+    assert main([*base, "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)["compare_precision"]
+    assert obj["num_shapes"] == 8 and obj["precisions"] == ["fp32", "bf16"]
+    assert 0 <= obj["top1_agreement"] <= 1 and obj["disagreements"] == round(8 * (1 - obj["top1_agreement"]))
+    assert 0 < obj["max_feature_diff"] < 0.05 and 0.99 < obj["min_cosine"] <= 1.0001
+    assert set(obj["encode_s"]) == {"fp32", "bf16"} and obj["reasons"]["bf16"].startswith("bf16")
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "fp32 vs bf16" in out and "top-1 agreement" in out and "min cosine" in out

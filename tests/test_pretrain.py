@@ -346,6 +346,44 @@ def test_validation_uses_the_train_split_and_keeps_the_best(tmp_path, pair_cache
     assert export_depth_encoder(run, tmp_path / "best.safetensors").is_file()
 
 
+def test_frozen_clip_precision_keys_the_pair_cache_and_the_encoder_trains_in_fp32(tmp_path, pair_cache, tiny_backbone):
+    """--precision bf16: the frozen CLIP (cache features, validation) is a bf16 copy; the trained encoder stays fp32."""
+    from safetensors.torch import load_file
+
+    from clip2point.pretrain.trainer import frozen_backbone, image_feature_key
+
+    bf = frozen_backbone(tiny_backbone, "bf16", "cpu")
+    assert bf.precision == "bf16" and tiny_backbone.precision == "fp32"  # a converted copy; the original is untouched
+    assert frozen_backbone(tiny_backbone, "fp32", "cpu") is tiny_backbone
+    assert image_feature_key(tiny_backbone) == read_index(pair_cache)["feature_key"]  # fp32 caches keep their key
+    assert image_feature_key(bf) == read_index(pair_cache)["feature_key"] + "|bf16"
+    with pytest.raises(Clip2PointError, match="features were computed with"):  # fp32 features never pass for bf16
+        train(_config(tmp_path / "run", pair_cache, 1, precision="bf16"))
+    with pytest.raises(Clip2PointError, match="--precision"):
+        _config(tmp_path / "run", pair_cache, 1, precision="fp8").validate()
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    for name in ("chair", "table", "lamp", "sofa"):
+        shutil.copy(MESHES / f"{name}.ply", meshes)
+    run, cache = tmp_path / "bf16", tmp_path / "pairs16"
+    train(_config(run, cache, 1, precision="bf16"), MeshFolderSource(meshes, num_points=512))
+    assert read_index(cache)["feature_key"].endswith("|bf16")
+    trained = load_file(run / "checkpoints" / "step_00000001.safetensors")
+    assert trained["model.depth_encoder.conv1.weight"].dtype == torch.float32
+
+
+@needs_data
+def test_validation_in_bf16_uses_a_bf16_copy_of_the_encoder(tiny_backbone):
+    from clip2point.pretrain.trainer import frozen_backbone, validate_encoder
+
+    val = validation_subset(DATA / "modelnet10", "modelnet10", per_class=1)
+    encoder = PretrainModel(tiny_backbone.model.visual).depth_encoder.train()
+    cfg = PretrainConfig(run_dir="unused", val_batch_size=5)
+    res = validate_encoder(frozen_backbone(tiny_backbone, "bf16", "cpu"), encoder, val, cfg)
+    assert res["val_shapes"] == 10 and 0 <= res["val_accuracy"] <= 1
+    assert encoder.training and encoder.conv1.weight.dtype == torch.float32  # the trained weights are untouched
+
+
 # ------------------------------------------------------------------------------------------
 # command line
 

@@ -114,13 +114,16 @@ def cmd_render(args) -> int:
     return 0
 
 
-def _backbone(args):
-    from ..backbone import DEFAULT_MODEL, load_backbone
+def _backbone(args, precision: str | None = None):
+    """The backbone the options ask for, in ``precision`` (default: ``--precision``, else the library's default)."""
+    from ..backbone import DEFAULT_MODEL, BackboneConfig, load_backbone
 
+    precision = precision or getattr(args, "precision", None) or BackboneConfig.precision
     t = time.perf_counter()
     bb = load_backbone(args.model or DEFAULT_MODEL, args.weights, _device(args.device), args.depth_encoder,
-                       allow_download=not args.offline)
-    logging.getLogger("clip2point").info("loaded %s in %.1f s", bb.describe(), time.perf_counter() - t)
+                       allow_download=not args.offline, precision=precision)
+    logging.getLogger("clip2point").info("loaded %s in %.1f s (precision %s)", bb.describe(), time.perf_counter() - t,
+                                         bb.precision_reason)
     if bb.weights.is_random:
         print("WARNING: CLIP weights are random (--weights random): the scores below are meaningless.", file=sys.stderr)
     return bb
@@ -152,6 +155,8 @@ def _adapter_backbone(args, run):
     if args.depth_encoder is None and info.get("paths") == "depth+clip" and info.get("depth_encoder"):
         args.depth_encoder = info["depth_encoder"]
         logger.info("the run's config.json points at depth encoder %s (read safely: tensors only)", args.depth_encoder)
+    if args.precision is None:  # the precision the adapter was trained with (runs before the option: fp32)
+        args.precision = getattr(run.config, "precision", None)
     return _backbone(args)
 
 
@@ -206,10 +211,9 @@ def cmd_zeroshot(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def _eval_dataset(args):
+    """The dataset of ``clip2point eval`` (``--limit`` applied), after checking the options and the --plot path."""
     from ..datasets import open_dataset
-    from ..evaluate import evaluate_zero_shot
-    from ..zeroshot import ZeroShotClassifier
 
     _check_numbers(args)
     if args.plot:
@@ -218,11 +222,36 @@ def cmd_eval(args) -> int:
         if Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
             raise Clip2PointError(f"--plot {args.plot}: name the figure *.png (or {', '.join(PLOT_SUFFIXES[1:])})")
         check_output_file(args.plot)  # before the long evaluation, not after
-    ds = open_dataset(args.dataset, args.data_dir, args.split, num_points=args.num_points, up=args.up)
-    if args.limit:
-        ds = ds.subset(range(min(args.limit, len(ds))))
-    clf = ZeroShotClassifier(_backbone(args), ds.class_names, args.template, args.views,
-                             image_size=args.image_size, radius=args.radius, batch_size=args.batch_size * int(args.views))
+    ds = open_dataset(args.dataset, args.data_dir, args.split, num_points=args.num_points, up=args.up,
+                      prompt_style=args.prompt_style)
+    return ds.subset(range(min(args.limit, len(ds)))) if args.limit else ds
+
+
+def cmd_eval_compare_precision(args, ds) -> int:
+    """``eval --compare-precision``: the evaluation in fp32 and bf16 on the same shapes (see :mod:`.compare`)."""
+    from .compare import compare_precisions, format_comparison
+
+    backbone = _backbone(args, "fp32")
+    with _progress(args, len(ds), f"fp32 vs bf16 {args.dataset}/{args.split}") as bar:
+        cmp = compare_precisions(backbone, ds, args.template, args.views, args.image_size, args.radius, args.batch_size,
+                                 args.batch_size * int(args.views), progress=bar.update)
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, "split": args.split, "weights": backbone.describe(),
+                          "compare_precision": cmp.as_dict()}))
+    else:
+        print(format_comparison(cmp, f"{args.dataset} {args.split} ({backbone.describe()})"))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ..evaluate import evaluate_zero_shot
+    from ..zeroshot import ZeroShotClassifier
+
+    ds = _eval_dataset(args)
+    if args.compare_precision:
+        return cmd_eval_compare_precision(args, ds)
+    clf = ZeroShotClassifier(_backbone(args), ds.class_names, args.template, args.views, image_size=args.image_size,
+                             radius=args.radius, batch_size=args.batch_size * int(args.views))
     with _progress(args, len(ds), f"eval {args.dataset}/{args.split}") as bar:
         res = evaluate_zero_shot(clf, ds, batch_size=args.batch_size, progress=bar.update)
     if args.plot:
@@ -360,6 +389,7 @@ def cmd_info(args) -> int:
     cuda = torch.cuda.is_available()
     print(f"device: {'cuda (' + torch.cuda.get_device_name(0) + ')' if cuda else 'cpu'} "
           f"({torch.get_num_threads()} CPU threads); entry points take --device")
+    _print_auto_precision(["cpu", "cuda"] if cuda else ["cpu"])
     if args.brief:
         return 0
     print("weights folders: " + ", ".join(f"{d}{'' if d.is_dir() else ' (missing)'}" for d in weights_dirs()))
@@ -377,6 +407,15 @@ def cmd_info(args) -> int:
     for k in KNOWN_CHECKPOINTS:
         print(f"  {k.name:<22s} {k.kind:<13s} {k.source}\n  {'':<22s} how: {k.how}")
     return 0
+
+
+def _print_auto_precision(devices: list[str]) -> None:
+    """What ``--precision auto`` picks on each device, and why (:func:`clip2point.backbone.resolve_precision`)."""
+    from ..backbone import resolve_precision
+
+    for device in devices:
+        _, reason = resolve_precision("auto", device)
+        print(f"--precision auto on {device}: {reason} (the default is fp32)")
 
 
 def cmd_data(args) -> int:

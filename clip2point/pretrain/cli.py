@@ -110,7 +110,7 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--prepare-only", action="store_true", help="build the pair cache, then stop")
 
     m = p.add_argument_group("model")
-    add_config_arguments(m, PretrainConfig, ["model_name", "weights", "device", "amp", "grad_checkpointing"])
+    add_config_arguments(m, PretrainConfig, ["model_name", "weights", "device", "precision", "amp", "grad_checkpointing"])
     m.add_argument("--offline", action="store_true", help="never try to download weights")
 
     t = p.add_argument_group("training")

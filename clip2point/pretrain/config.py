@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backbone import DEFAULT_MODEL, DEFAULT_TEMPLATE
+from ..backbone import DEFAULT_MODEL, DEFAULT_TEMPLATE, PRECISIONS, BackboneConfig
 from ..datasets import DATASET_NAMES
 from ..errors import Clip2PointError
 from ..render import VIEW_SETS
@@ -41,7 +41,10 @@ class PretrainConfig:
         dist_jitter: camera-distance jitter of the two renders, ``dist·(1 + U(−j, j))`` (0.1).
         seed: seeds sampling order, per-sample draws and torch's RNG.
         device: "auto" (cuda:LOCAL_RANK when available), "cpu", "cuda", "cuda:1".
-        amp: "auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off".
+        amp: "auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off": the training forward.
+        precision: "fp32", "bf16" or "auto": the frozen CLIP's weights (pair-cache image features;
+            validation's text features, and the encoder under validation is a copy in that dtype).
+            The depth encoder starts from, and trains, fp32 weights whatever this is.
         grad_checkpointing: recompute transformer blocks in backward (less memory, ~30 % slower).
         save_every: checkpoint every N steps (0: only at the end). keep_checkpoints: how many to keep.
         val_data: ModelNet folder for validation (None: no validation); ``val_dataset``
@@ -72,7 +75,13 @@ class PretrainConfig:
     dist_jitter: float = 0.1
     seed: int = _opt(0, "--seed", "seeds the cache's sampling/lights and every training draw")
     device: str = _opt("auto", "--device", "auto (cuda:LOCAL_RANK when available), cpu, cuda, cuda:1")
-    amp: str = _opt("auto", "--amp", "bf16 autocast (auto: on CUDA only)", choices=("auto", "bf16", "off"))
+    amp: str = _opt("auto", "--amp", "bf16 autocast of the depth encoder being trained (auto: on CUDA only)",
+                    choices=("auto", "bf16", "off"))
+    precision: str = _opt(BackboneConfig.precision, "--precision",
+                          "weights of the frozen CLIP (the pair cache's image features, validation's text features and "
+                          "a copy of the encoder for validation): fp32, bf16, or auto (bf16 where the device computes "
+                          "it natively; `clip2point info`); the encoder is trained from fp32 weights either way",
+                          choices=PRECISIONS)
     grad_checkpointing: bool = _opt(False, "--grad-checkpointing",
                                     "recompute transformer blocks in backward: less GPU memory, slower")
     save_every: int = _opt(500, "--save-every", "checkpoint every N steps (0: only at the end); a ViT-B-32 checkpoint "
@@ -113,6 +122,7 @@ class PretrainConfig:
             (self.num_workers >= 0, f"--workers must be ≥ 0, got {self.num_workers}"),
             (0 <= self.dist_jitter < 1, f"distance jitter must lie in [0, 1), got {self.dist_jitter}"),
             (self.amp in ("auto", "bf16", "off"), f"--amp must be auto, bf16 or off, got {self.amp!r}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.save_every >= 0 and self.keep_checkpoints >= 1, "--save-every must be ≥ 0"),
             (self.val_per_class >= 1, f"--val-per-class must be ≥ 1, got {self.val_per_class}"),
         ]

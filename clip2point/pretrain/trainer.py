@@ -26,6 +26,7 @@ clipping, the closest match to ``torch_optimizer.Lamb``'s defaults used by the r
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backbone.precision import module_dtype
 from ..checkpoints import write_json_atomic, write_text_atomic
 from ..errors import CheckpointError, Clip2PointError
 from ..render import RasterSettings
@@ -56,7 +58,7 @@ from .model import PretrainModel, make_optimizer, make_scheduler, train_step
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "train", "TrainSummary", "MetricsLog", "validation_subset", "validate_encoder",
+    "train", "TrainSummary", "MetricsLog", "validation_subset", "validate_encoder", "frozen_backbone", "image_feature_key",
     # re-exported: the pieces of a run, each in its own module
     "PretrainConfig", "DistEnv", "init_distributed", "shutdown_distributed", "PretrainModel", "make_optimizer",
     "make_scheduler", "train_step", "save_checkpoint", "load_checkpoint", "read_checkpoint", "checkpoint_state",
@@ -85,7 +87,8 @@ def validate_encoder(backbone, encoder: nn.Module, val_set, cfg: PretrainConfig)
     """Zero-shot accuracy of the depth encoder being trained, paired with (never put into) the backbone.
 
     Args:
-        backbone: the CLIP backbone (its text tower and logit scale). encoder: the depth encoder.
+        backbone: the CLIP backbone (its text tower and logit scale; its precision is validation's:
+            a bf16 backbone encodes with a bf16 copy of ``encoder``). encoder: the depth encoder.
         val_set: a dataset from :func:`validation_subset`. cfg: ``val_template``, ``val_views``, ``val_batch_size``.
 
     Returns:
@@ -97,7 +100,10 @@ def validate_encoder(backbone, encoder: nn.Module, val_set, cfg: PretrainConfig)
     was_training = encoder.training
     encoder.eval()
     try:
-        paired = backbone.with_depth_encoder(encoder, name="the encoder being pre-trained")
+        tower = encoder  # a bf16 backbone validates a bf16 copy (the trained weights stay fp32)
+        if module_dtype(encoder) != backbone.dtype:
+            tower = copy.deepcopy(encoder).to(backbone.dtype)
+        paired = backbone.with_depth_encoder(tower, name="the encoder being pre-trained")
         clf = ZeroShotClassifier(paired, val_set.class_names, cfg.val_template, cfg.val_views, encoder="depth",
                                  batch_size=cfg.val_batch_size * int(cfg.val_views))
         res = evaluate_zero_shot(clf, val_set, batch_size=cfg.val_batch_size)
@@ -188,15 +194,37 @@ def _load_init_backbone(cfg: PretrainConfig, env: DistEnv):
     return backbone
 
 
+def frozen_backbone(backbone, precision: str, device: torch.device | str):
+    """The frozen CLIP of a run in ``precision`` ("auto" resolved for ``device``, where it will run).
+
+    Returns ``backbone`` itself (shared modules) in its own precision, else a converted copy: the
+    depth encoder being trained is copied from the fp32 ``backbone``, never from this one.
+    """
+    from ..backbone import resolve_precision
+    from ..backbone.precision import precision_name
+
+    dtype, reason = resolve_precision(precision, device)
+    log.info("frozen CLIP (image features, validation) in %s", reason)
+    return backbone if dtype == backbone.dtype else backbone.with_precision(precision_name(dtype))
+
+
+def image_feature_key(backbone) -> str:
+    """Identity of the pair cache's image features: :func:`~clip2point.pretrain.pair_cache.feature_key`, plus the
+    precision unless fp32 (so fp32 caches keep their key, and bf16 features never pass for fp32 ones)."""
+    key = feature_key(backbone)
+    return key if backbone.precision == "fp32" else f"{key}|{backbone.precision}"
+
+
 def _prepare_pairs(cfg: PretrainConfig, env: DistEnv, backbone, source: PairSource | Callable[[int], PairSource] | None) -> None:
-    """Rank 0 builds/resumes the pair cache (on its device); the others wait for it."""
+    """Rank 0 builds/resumes the pair cache (on its device) with the frozen ``backbone``; the others wait for it."""
     if env.is_main:
         if source is not None and not hasattr(source, "item_names"):
             source = source(backbone.image_size)  # a factory: only rank 0 scans the source folder
         backbone.to(env.device)
         try:
-            build_pair_cache(cfg.pairs_dir, source, BackboneImageEncoder(backbone), cfg.shard_size,
-                             cfg.keep_images, progress=cfg.progress)
+            encoder = BackboneImageEncoder(backbone)
+            encoder.key = image_feature_key(backbone)
+            build_pair_cache(cfg.pairs_dir, source, encoder, cfg.shard_size, cfg.keep_images, progress=cfg.progress)
         finally:
             backbone.to("cpu")
             env.slow_barrier()  # reached on errors too, so the others stop waiting and fail on the missing cache
@@ -396,15 +424,20 @@ class _Session:
                             self.best["step"], done * cfg.batch_size / elapsed if done > 0 else 0.0, env.world_size)
 
 
-def _session(cfg: PretrainConfig, env: DistEnv, backbone, val_set) -> _Session:
-    """The dataset, model, sampler, optimizer and schedule of a run whose pair cache is ready."""
+def _session(cfg: PretrainConfig, env: DistEnv, backbone, frozen, val_set) -> _Session:
+    """The dataset, model, sampler, optimizer and schedule of a run whose pair cache is ready.
+
+    ``backbone``: the fp32 CLIP the depth encoder is copied from; ``frozen``: the same CLIP in the
+    run's precision (its features are the cache's; it validates).
+    """
     dataset = PairDataset.from_cache(cfg.pairs_dir, num_points=cfg.num_points, dist_jitter=cfg.dist_jitter, seed=cfg.seed)
-    if dataset.feature_key != feature_key(backbone):
-        raise Clip2PointError(f"{cfg.pairs_dir}: features were computed with {dataset.feature_key}, not {feature_key(backbone)}")
+    expected = image_feature_key(frozen)
+    if dataset.feature_key != expected:
+        raise Clip2PointError(f"{cfg.pairs_dir}: features were computed with {dataset.feature_key}, not {expected}")
     model = PretrainModel(backbone.model.visual, cfg.temperature, _amp_dtype(cfg, env.device), cfg.grad_checkpointing).to(env.device)
     init_weights = backbone.weights.describe()
     if env.is_main and val_set is not None:
-        backbone.to(env.device)  # the text tower and logit scale for zero-shot validation
+        backbone = frozen.to(env.device)  # the text tower and logit scale for zero-shot validation
     else:
         backbone = None
     local_bs = cfg.batch_size // env.world_size
@@ -432,11 +465,12 @@ def _train(cfg: PretrainConfig, env: DistEnv, source: PairSource | Callable[[int
     if env.is_main:
         Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     backbone = _load_init_backbone(cfg, env)
-    _prepare_pairs(cfg, env, backbone, source)
+    frozen = frozen_backbone(backbone, cfg.precision, env.device)
+    _prepare_pairs(cfg, env, frozen, source)
     if prepare_only:
         return None
-    session = _session(cfg, env, backbone, val_set)
-    del backbone  # the session keeps it on rank 0 when it validates
+    session = _session(cfg, env, backbone, frozen, val_set)
+    del backbone, frozen  # the session keeps the frozen one on rank 0 when it validates
     if resume_from is not None:
         session.resume(resume_from)
     session.start(resumed=resume_from is not None)
