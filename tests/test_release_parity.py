@@ -133,3 +133,139 @@ def test_adapter_input_defaults_release_and_old_runs_stay_normalized(tmp_path):
     assert build_parser("fewshot").parse_args([*base, "--adapter-input", "normalized"]).adapter_input == "normalized"
     with pytest.raises(Exception, match="adapter_input must be one of"):
         FewShotConfig(out_dir="x", adapter_input="unit").validate()
+
+
+# ---------------------------------------------------------------------------- item 10: the authors' DPA checkpoints
+
+TEN_ELEV = (0, 90, 180, 270, 225, 225, 315, 315, 0, 0)
+TEN_AZIM = (0, 0, 0, 0, -45, 45, -45, 45, -90, 90)
+
+
+class ReleasedSimplifiedAdapter(nn.Module):
+    """The released SimplifiedAdapter's parameter layout, written out from the module description
+    (``fusion_ratio``; ``global_f`` = [BatchNormPoint, Dropout, Flatten, Linear, BatchNorm1d, ReLU, Dropout,
+    Linear]) and its eval-mode computation."""
+
+    class BatchNormPoint(nn.Module):
+        def __init__(self, d: int) -> None:
+            super().__init__()
+            self.bn = nn.BatchNorm1d(d)
+
+        def forward(self, x):
+            return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+    def __init__(self, views: int, dim: int) -> None:
+        super().__init__()
+        self.views, self.dim = views, dim
+        self.fusion_ratio = nn.Parameter(torch.full((views,), 0.5))
+        self.global_f = nn.Sequential(self.BatchNormPoint(dim), nn.Dropout(0.075), nn.Flatten(), nn.Linear(views * dim, dim),
+                                      nn.BatchNorm1d(dim), nn.ReLU(), nn.Dropout(0.075), nn.Linear(dim, dim))
+
+    def forward(self, feat):
+        return self.global_f(feat.reshape(-1, self.views, self.dim) * self.fusion_ratio.reshape(1, -1, 1))
+
+
+def _released_checkpoint(tmp_path, backbone, *, depth="trained", prefix="", extra=None, seed=0):
+    """A DPA state dict in the released layout, saved with torch.save like the released fewshot.py.
+
+    Returns (path, adapter1, adapter2, pre_model visual state dict)."""
+    torch.manual_seed(seed)
+    dim, views = backbone.embed_dim, 10
+    adapters = [ReleasedSimplifiedAdapter(views, dim), ReleasedSimplifiedAdapter(views, dim)]
+    for a in adapters:
+        with torch.no_grad():
+            a.fusion_ratio.uniform_(0.2, 0.9)
+            for m in a.modules():
+                if isinstance(m, nn.BatchNorm1d):
+                    m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 3.0), m.weight.uniform_(0.5, 1.5)
+                    m.num_batches_tracked.fill_(1234)
+        a.eval()
+    clip_sd = {k: v.detach().clone() for k, v in backbone.model.visual.state_dict().items()}
+    pre_sd = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v.clone()) for k, v in clip_sd.items()}
+    sd = {f"ori_model.{k}": v for k, v in clip_sd.items()}
+    if depth == "trained":
+        sd.update({f"pre_model.{k}": v for k, v in pre_sd.items()})
+    elif depth == "clip":
+        sd.update({f"pre_model.{k}": v.clone() for k, v in clip_sd.items()})
+    for name, a in zip(("adapter1", "adapter2"), adapters):
+        sd.update({f"{name}.{k}": v for k, v in a.state_dict().items()})
+    sd["selector.view_selector.views_azim"] = torch.tensor(TEN_AZIM, dtype=torch.float)
+    sd["selector.view_selector.views_elev"] = torch.tensor(TEN_ELEV, dtype=torch.float)
+    sd["selector.view_selector.views_dist"] = torch.ones(10)
+    sd.update(extra or {})
+    path = tmp_path / "best.pth"
+    torch.save({prefix + k: v for k, v in sd.items()}, path)
+    return path, adapters[0], adapters[1], pre_sd
+
+
+def _released_logits(adapter1, adapter2, raw_pre, raw_ori, text):
+    """The released DPA's eval-mode logits from the raw tower outputs: average, normalise, bare cosine."""
+    with torch.no_grad():
+        z = (adapter1(raw_pre) + adapter2(raw_ori)) * 0.5
+        return (z / z.norm(dim=-1, keepdim=True)) @ text.T
+
+
+def test_import_released_dpa_checkpoint_reproduces_the_release(tiny_backbone, tmp_path):
+    from clip2point.fewshot import RunFolder, import_released_adapter, load_adapter
+
+    path, a1, a2, pre_sd = _released_checkpoint(tmp_path, tiny_backbone)
+    classes = ["chair", "table", "lamp"]
+    run = import_released_adapter(path, tmp_path / "run", tiny_backbone, classes=classes)
+    assert isinstance(run, RunFolder) and RunFolder(tmp_path / "run").classes == classes
+    cfg, gcfg = run.config, run.gdpa_config
+    assert (cfg.gate, cfg.adapter_input, cfg.views, gcfg.input, gcfg.views, gcfg.num_classes) == ("none", "raw", "10", "raw", 10, 3)
+    assert run.paths == "depth+clip" and run.depth_encoder_file is not None and run.metrics is None
+    imported = run.config_dict["imported"]
+    assert imported["layout"] == "clip2point-release-dpa" and imported["clip_visual"] == "matches" and len(imported["sha256"]) == 64
+
+    clf = load_adapter(run, tiny_backbone)  # the run's own depth encoder is paired with a backbone that has none
+    assert tiny_backbone.depth_encoder is None and clf.paths == "depth+clip"
+    depth_tower = clf.encoder.backbone.visual("depth")
+    assert all(torch.equal(depth_tower.state_dict()[k].float(), v.float()) for k, v in pre_sd.items())
+    assert clf.adapter.logit_scale.item() == pytest.approx(1.0)  # the release's bare cosine
+
+    g = torch.Generator().manual_seed(5)
+    raw_pre, raw_ori = 3 * torch.randn(4, 10, tiny_backbone.embed_dim, generator=g), torch.randn(4, 10, tiny_backbone.embed_dim, generator=g)
+    text = tiny_backbone.text_features(classes, "image of a {}")
+    res = clf.predict_features(raw_pre, raw_ori)
+    torch.testing.assert_close(res.logits, _released_logits(a1, a2, raw_pre, raw_ori, text), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.probs, res.logits.softmax(dim=-1))
+
+
+def test_import_accepts_dataparallel_prefix_and_a_dpa_without_depth_encoder(tiny_backbone, tmp_path):
+    from clip2point.fewshot import import_released_adapter, load_adapter
+
+    path, a1, a2, _ = _released_checkpoint(tmp_path, tiny_backbone, depth="clip", prefix="module.")
+    run = import_released_adapter(path, tmp_path / "run", tiny_backbone, dataset="modelnet10")
+    assert run.paths == "clip+clip" and run.depth_encoder_file is None
+    assert run.classes == RELEASE_MN10 and run.config.dataset == "modelnet10"
+    clf = load_adapter(run, tiny_backbone)
+    raw = torch.randn(2, 10, tiny_backbone.embed_dim)
+    text = tiny_backbone.text_features(RELEASE_MN10)
+    torch.testing.assert_close(clf.predict_features(raw, raw).logits, _released_logits(a1, a2, raw, raw, text),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_import_refuses_what_it_cannot_reproduce(tiny_backbone, tmp_path):
+    from clip2point.errors import CheckpointError, Clip2PointError
+    from clip2point.fewshot import import_released_adapter
+
+    learned = {"selector.feature_extractor.fe_model.conv1.weight": torch.zeros(3)}
+    path, *_ = _released_checkpoint(tmp_path, tiny_backbone, extra=learned)
+    with pytest.raises(CheckpointError, match="learned view selector"):
+        import_released_adapter(path, tmp_path / "a", tiny_backbone)
+    path, *_ = _released_checkpoint(tmp_path, tiny_backbone, extra={"selector.view_selector.views_elev": torch.zeros(10)})
+    with pytest.raises(CheckpointError, match="not one of the view sets"):
+        import_released_adapter(path, tmp_path / "b", tiny_backbone)
+    torch.save({"module.point_model.conv1.weight": torch.zeros(2)}, tmp_path / "best_eval.pth")
+    with pytest.raises(CheckpointError, match="not a released CLIP2Point few-shot"):
+        import_released_adapter(tmp_path / "best_eval.pth", tmp_path / "c", tiny_backbone)
+    torch.save({"adapter1.fusion_ratio": torch.zeros(10), "adapter2.fusion_ratio": torch.zeros(10), "x": object()},
+               tmp_path / "pickled.pth")
+    with pytest.raises(CheckpointError, match="refused"):
+        import_released_adapter(tmp_path / "pickled.pth", tmp_path / "d", tiny_backbone)
+    path, *_ = _released_checkpoint(tmp_path, tiny_backbone)
+    import_released_adapter(path, tmp_path / "e", tiny_backbone)
+    with pytest.raises(Clip2PointError, match="already holds a few-shot run"):
+        import_released_adapter(path, tmp_path / "e", tiny_backbone)
+    assert import_released_adapter(path, tmp_path / "e", tiny_backbone, overwrite=True).paths == "depth+clip"

@@ -34,6 +34,7 @@ Modules (everything below is re-exported here):
 * :mod:`~clip2point.fewshot.train`: :class:`AdapterTrainer` and :func:`run_fewshot`.
 * :mod:`~clip2point.fewshot.rundir`: the run-folder format, and :class:`RunFolder`, its one reader.
 * :mod:`~clip2point.fewshot.infer`: :func:`load_adapter`, :class:`FewShotClassifier`, :class:`AdapterResult`.
+* :mod:`~clip2point.fewshot.released`: :func:`import_released_adapter` (the authors' DPA checkpoint → a run folder).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from ..gdpa import GATES
 from .config import MODES, SHOTS, FewShotConfig, FewShotSplits, make_splits, select_few_shot, stratified_head
 from .features import EncoderPasses, FeatureCache, SplitFeatures, ViewEncoder, encode_split, released_recipe_passes
 from .infer import AdapterResult, FewShotClassifier, load_adapter
+from .released import import_released_adapter, read_released_dpa
 from .rundir import RUN_FILES, EpochStats, GateWeights, RunFolder, read_run_config
 from .train import AdapterTrainer, Progress, RunResult, run_fewshot
 
@@ -49,4 +51,5 @@ __all__ = [
     "EncoderPasses", "ViewEncoder", "SplitFeatures", "FeatureCache", "encode_split",
     "EpochStats", "Progress", "RunResult", "run_fewshot", "released_recipe_passes", "AdapterTrainer",
     "FewShotClassifier", "AdapterResult", "load_adapter", "read_run_config", "RUN_FILES", "RunFolder", "GateWeights",
+    "import_released_adapter", "read_released_dpa",
 ]

@@ -130,7 +130,9 @@ def load_adapter(run_dir: str | os.PathLike | RunFolder, backbone: ClipBackbone,
         run_dir: a directory written by :func:`~clip2point.fewshot.run_fewshot` (``config.json`` +
             ``adapter.safetensors``), or its :class:`~clip2point.fewshot.rundir.RunFolder` (already read).
         backbone: the frozen encoders; it must have the run's architecture, and a depth encoder if the
-            run used one (a warning is logged when its weights differ from the run's).
+            run used one (a warning is logged when its weights differ from the run's). A run with its
+            own ``depth_encoder.safetensors`` (imported, see :func:`~clip2point.fewshot.released.import_released_adapter`)
+            pairs it with a backbone that has no depth encoder (the backbone itself is not modified).
         device: where to run (None: the backbone's device; the backbone is moved otherwise).
         batch_size: images per encoder forward pass.
 
@@ -150,6 +152,9 @@ def load_adapter(run_dir: str | os.PathLike | RunFolder, backbone: ClipBackbone,
         )
     if device is not None and backbone.device != torch.device(device):
         backbone.to(device)
+    if run.paths == "depth+clip" and backbone.depth_encoder is None and run.depth_encoder_file is not None:
+        log.info("using the run's own depth encoder %s", run.depth_encoder_file)
+        backbone = backbone.with_depth_encoder(run.depth_encoder_file.resolve())
     if run.paths == "clip+clip" and backbone.depth_encoder is not None:
         log.warning("the adapter was trained without a depth encoder; using CLIP for both paths")
     trained_with = run.backbone_info.get("describe")

@@ -4,7 +4,8 @@ A run folder (see :data:`RUN_FILES`) holds ``config.json`` (the :class:`FewShotC
 :class:`~clip2point.gdpa.GDPAConfig`, classes, view labels, paths, how the backbone was loaded),
 ``adapter.safetensors`` (the best epoch's adapter), ``last.safetensors`` (the last epoch's training
 state), ``features.safetensors`` (the feature cache), ``history.jsonl`` (one :class:`EpochStats` per
-line), ``metrics.json`` (the outcome) and the plots. A run folder may come from anywhere: every read
+line), ``metrics.json`` (the outcome) and the plots; a run imported from the authors' checkpoint
+(:mod:`clip2point.fewshot.released`) also has its own ``depth_encoder.safetensors``. A run folder may come from anywhere: every read
 goes through :func:`run_file` (no link out of the folder) and checks what it parses.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .config import FewShotConfig
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "RUN_FILES", "RUN_FORMAT", "ADAPTER_FORMAT", "run_file", "read_run_config", "EpochStats", "HistoryFile",
+    "RUN_FILES", "OPTIONAL_RUN_FILES", "RUN_FORMAT", "ADAPTER_FORMAT", "run_file", "read_run_config", "EpochStats", "HistoryFile",
     "prepare_run_dir", "legacy_resume_config", "check_same_backbone", "backbone_info", "write_run_config", "save_adapter",
     "write_metrics", "write_plots", "GateWeights", "RunFolder",
 ]
@@ -40,18 +41,21 @@ RUN_FILES = {
     "features": "features.safetensors", "metrics": "metrics.json", "history": "history.jsonl",
     "curves": "curves.png", "gate": "gate_weights.png", "confusion": "confusion.png",
 }
+#: Files only some runs have: ``depth_encoder`` (a run's own depth encoder, from an imported checkpoint).
+OPTIONAL_RUN_FILES = {"depth_encoder": "depth_encoder.safetensors"}
 #: ``format`` of config.json and of the adapter file's metadata.
 RUN_FORMAT, ADAPTER_FORMAT = "clip2point-fewshot-run/1", "clip2point-gdpa/1"
 
 
 def run_file(run_dir: str | os.PathLike, key: str) -> Path:
-    """``run_dir / RUN_FILES[key]``, refusing a link that leads out of the run folder (it may come from anywhere).
+    """``run_dir / RUN_FILES[key]`` (or :data:`OPTIONAL_RUN_FILES`), refusing a link that leads out of the
+    run folder (it may come from anywhere).
 
     Raises:
         CheckpointError: the file exists and resolves outside the folder.
     """
     run_dir = Path(run_dir)
-    path = run_dir / RUN_FILES[key]
+    path = run_dir / {**RUN_FILES, **OPTIONAL_RUN_FILES}[key]
     if path.exists() and run_dir.resolve() not in path.resolve().parents:
         raise CheckpointError(f"{path} points outside its run folder (to {path.resolve()}); refusing to read it")
     return path
@@ -185,7 +189,7 @@ def prepare_run_dir(config: FewShotConfig) -> tuple[Path, bool]:
                 f"{run_dir} already holds a few-shot run; resume it (--resume), replace it (--overwrite) "
                 "or choose another output folder"
             )
-        for name in RUN_FILES.values():
+        for name in [*RUN_FILES.values(), *OPTIONAL_RUN_FILES.values()]:
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.resume and cfg_path.is_file():
@@ -249,11 +253,13 @@ def backbone_info(backbone: ClipBackbone, paths: str) -> dict[str, Any]:
 
 
 def write_run_config(run_dir: Path, config: FewShotConfig, gdpa: GDPAConfig, classes: list[str],
-                     view_labels: list[str], paths: str, backbone: ClipBackbone) -> Path:
-    """Write ``config.json`` atomically (format :data:`RUN_FORMAT`); returns its path."""
+                     view_labels: list[str], paths: str, backbone: ClipBackbone, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``config.json`` atomically (format :data:`RUN_FORMAT`); returns its path.
+
+    ``extra``: more top-level entries (e.g. ``imported``: where an imported run came from)."""
     return write_json_atomic(run_dir / RUN_FILES["config"], {
         "format": RUN_FORMAT, "fewshot": config.to_dict(), "gdpa": asdict(gdpa), "classes": classes,
-        "view_labels": view_labels, "paths": paths, "backbone": backbone_info(backbone, paths),
+        "view_labels": view_labels, "paths": paths, "backbone": backbone_info(backbone, paths), **(extra or {}),
     })
 
 
@@ -404,7 +410,8 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     def file(self, key: str) -> Path:
-        """The path of one of :data:`RUN_FILES` (it may not exist yet); CheckpointError for a link leading out."""
+        """The path of one of :data:`RUN_FILES` or :data:`OPTIONAL_RUN_FILES` (it may not exist yet);
+        CheckpointError for a link leading out."""
         return run_file(self.path, key)
 
     def _section(self, key: str, parse: Any) -> Any:
@@ -443,6 +450,13 @@ class RunFolder:
         """How the run's encoders were loaded: ``model_name``, ``describe``, ``weights_kind``,
         ``weights_location``, ``depth_encoder``, ``paths``, ... (may be empty; types checked)."""
         return self.config_dict["backbone"]
+
+    @property
+    def depth_encoder_file(self) -> Path | None:
+        """The run's own depth encoder (``depth_encoder.safetensors``, e.g. imported with the authors'
+        few-shot checkpoint), or None (the run used the depth encoder the backbone was loaded with)."""
+        path = self.file("depth_encoder")
+        return path if path.is_file() else None
 
     @cached_property
     def metrics(self) -> dict[str, Any] | None:
