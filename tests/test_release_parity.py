@@ -269,3 +269,22 @@ def test_import_refuses_what_it_cannot_reproduce(tiny_backbone, tmp_path):
     with pytest.raises(Clip2PointError, match="already holds a few-shot run"):
         import_released_adapter(path, tmp_path / "e", tiny_backbone)
     assert import_released_adapter(path, tmp_path / "e", tiny_backbone, overwrite=True).paths == "depth+clip"
+
+
+# ---------------------------------------------------------------------------- item 11: zero-shot probabilities
+
+
+def test_zero_shot_ranks_like_the_release_and_gives_its_probabilities_one_step_away():
+    from clip2point.zeroshot import score_views
+
+    g = torch.Generator().manual_seed(3)
+    views = F.normalize(torch.randn(5, 6, 32, generator=g), dim=-1)
+    text = F.normalize(torch.randn(10, 32, generator=g), dim=-1)
+    scale = 100.0
+    res = score_views(views, text, scale, [f"c{i}" for i in range(10)])
+    # the released zeroshot.py: logits = Σ_v cos(f_v, t_c), probs = softmax(logits)
+    release_logits = (views @ text.T).sum(dim=1)
+    release_probs = release_logits.softmax(dim=-1)
+    assert torch.equal(res.logits.argsort(dim=-1), release_logits.argsort(dim=-1))  # the same ranking, top-k, accuracy
+    torch.testing.assert_close(res.probs, torch.softmax(scale * (views @ text.T).mean(dim=1), dim=-1))  # softmax(s·mean)
+    torch.testing.assert_close(torch.softmax(res.logits / scale, dim=-1), release_probs)  # the release's, one step away
