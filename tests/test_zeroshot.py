@@ -71,7 +71,8 @@ def test_prompts_change_and_depth_encoder_choice(tiny_backbone, shapes):
 
 
 def test_class_list_errors():
-    assert get_class_set("ModelNet-10")[6] == "night stand"
+    assert get_class_set("ModelNet-10")[6] == "night_stand"  # the release's ModelNet10 prompt (issue 11 item 7)
+    assert get_class_set("modelnet10-spaced")[6] == "night stand"
     assert parse_classes(" a, b ,,c ") == ["a", "b", "c"]
     with pytest.raises(UnknownClassSetError, match="modelnet40"):
         get_class_set("shapenet")
