@@ -630,3 +630,13 @@ def test_open_clip_is_imported_without_dynamo_and_timm_and_both_still_work(tmp_p
     done = subprocess.run([sys.executable, "-c", _DEFERRED_IMPORT_CHILD, str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_raw_image_features_are_the_unnormalised_tower_outputs(tiny_backbone):
+    images = torch.randn(2, 3, 3, 224, 224)
+    raw = tiny_backbone.encode_images(images, normalize=False, batch_size=4)
+    assert raw.dtype is torch.float32 and raw.shape == (2, 3, tiny_backbone.embed_dim)
+    torch.testing.assert_close(torch.nn.functional.normalize(raw, dim=-1), tiny_backbone.encode_images(images))
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(2, 3))
+    bf16 = tiny_backbone.with_precision("bf16").encode_images(images, normalize=False)
+    assert bf16.dtype is torch.float32 and torch.nn.functional.cosine_similarity(raw, bf16, dim=-1).min() >= 0.999

@@ -264,7 +264,8 @@ class ClipBackbone(nn.Module):
 
     Precision: the weights' dtype is the backbone's (:attr:`dtype`, :attr:`precision`; see
     :func:`resolve_precision`); inputs are cast to it inside the encoders and features always come
-    back float32, L2-normalised. CLIP's temperature stays float32.
+    back float32 (L2-normalised unless ``encode_images(normalize=False)``). CLIP's temperature stays
+    float32.
 
     Attributes:
         model: the open_clip CLIP model.
@@ -431,8 +432,9 @@ class ClipBackbone(nn.Module):
         return torch.nn.functional.normalize(x.float(), dim=-1)
 
     @torch.inference_mode()
-    def encode_images(self, images: torch.Tensor, visual: str | nn.Module | None = None, batch_size: int = 64) -> torch.Tensor:
-        """L2-normalised image features.
+    def encode_images(self, images: torch.Tensor, visual: str | nn.Module | None = None, batch_size: int = 64,
+                      normalize: bool = True) -> torch.Tensor:
+        """Image features, L2-normalised unless ``normalize=False``.
 
         Args:
             images: (..., 3, H, W) float32, CLIP-normalised (see ``clip_normalize``); cast to the
@@ -441,6 +443,8 @@ class ClipBackbone(nn.Module):
                 paired CLIP2Point depth encoder), or any visual module of the same input size (its
                 own dtype is used). Nothing is stored: concurrent callers may pass different towers.
             batch_size: images per forward pass.
+            normalize: L2-normalise each feature (default); False: the raw visual-tower outputs
+                (after CLIP's projection), e.g. the released DPA adapter's input.
 
         Returns:
             (..., D) float32 on the backbone's device.
@@ -452,10 +456,10 @@ class ClipBackbone(nn.Module):
         dtype = module_dtype(tower)
         lead = images.shape[:-3]
         flat = images.reshape(-1, *images.shape[-3:])
-        out = [
-            torch.nn.functional.normalize(tower(flat[i : i + batch_size].to(self.device, dtype)).float(), dim=-1)
-            for i in range(0, flat.shape[0], batch_size)
-        ]
+        out = []
+        for i in range(0, flat.shape[0], batch_size):
+            feats = tower(flat[i : i + batch_size].to(self.device, dtype)).float()
+            out.append(torch.nn.functional.normalize(feats, dim=-1) if normalize else feats)
         return torch.cat(out).reshape(*lead, -1)
 
     def visual(self, encoder: str | nn.Module | None = "clip") -> nn.Module:
