@@ -45,12 +45,12 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, Clip2PointError
-from .torchscript import MAX_VIEW_EXPANSION_BYTES, is_torchscript_archive, open_zip_archive, read_torchscript_state_dict
+
+if TYPE_CHECKING:  # torch is imported where tensors are handled: io (torch-free) uses the file helpers
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +283,7 @@ def _check_readable(p: Path) -> int:
 
 def _check_tensor_sizes(tensors: dict[str, torch.Tensor], p: Path) -> None:
     """Refuse tensors that declare far more elements than their storage holds (zero-stride views)."""
+    from .torchscript import MAX_VIEW_EXPANSION_BYTES
     for k, t in tensors.items():
         nbytes = t.numel() * t.element_size()
         if nbytes > MAX_VIEW_EXPANSION_BYTES and nbytes > t.untyped_storage().nbytes():
@@ -307,6 +308,10 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
             pickled Python objects or TorchScript load-time code (refused for safety); zip bombs;
             tensors larger than their storage; no tensors inside.
     """
+    import torch
+
+    from .torchscript import is_torchscript_archive, open_zip_archive, read_torchscript_state_dict
+
     p = Path(path)
     size = _check_readable(p)
     meta: dict[str, str] = {}
@@ -558,6 +563,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
 
 def _split_tensors(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:
     """JSON-able copy of ``obj`` with every tensor moved into ``out`` (replaced by ``{"__tensor__": key}``)."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         out[prefix] = obj.detach().cpu()
         return {"__tensor__": prefix}
@@ -615,6 +622,8 @@ def save_training_state(
         CheckpointError: the file cannot be written (see :func:`save_state_dict_atomic`).
         TypeError/ValueError: ``state`` is not JSON-serialisable (before anything is written).
     """
+    import torch
+
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     parts: dict[str, Any] = {}
     if optimizer is not None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from ..checkpoints import probe_readable_file
 from ..errors import Clip2PointError, PointCloudFileError, UnsupportedFormatError
 from .formats import CHUNK_BYTES, FLOAT32_MAX, MAX_POINTS, SAMPLING_METHODS
 
@@ -80,6 +79,17 @@ def short_error(err: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: Messages for :func:`clip2point.checkpoints.probe_readable_file`'s problems (the OS errors aside).
+_FILE_PROBLEMS = {
+    "missing": "{name}: file not found at {path}; check the path",
+    "broken_link": "{name}: {path} is a symbolic link to a file that does not exist; fix the link",
+    "bad_parent": "{name}: file not found at {path} (a parent is not a folder)",
+    "folder": "{name}: {path} is not a regular file; pass a point-cloud or mesh file",
+    "not_regular": "{name}: {path} is not a regular file; pass a point-cloud or mesh file",
+    "empty": "{name}: the file is empty (0 bytes); re-export or re-download it",
+}
+
+
 def check_file(path: Path, allowed: tuple[str, ...]) -> str:
     """Return the lower-case extension after checking it is allowed and the file is readable, non-empty."""
     ext = path.suffix.lower()
@@ -87,27 +97,13 @@ def check_file(path: Path, allowed: tuple[str, ...]) -> str:
         raise UnsupportedFormatError(
             f"{path.name}: unsupported file type {ext or '(no extension)'!r}; supported: {', '.join(allowed)}"
         )
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise PointCloudFileError(
-                f"{path.name}: {path} is a symbolic link to a file that does not exist; fix the link"
-            ) from None
-        raise PointCloudFileError(f"{path.name}: file not found at {path}; check the path") from None
-    except NotADirectoryError:
-        raise PointCloudFileError(f"{path.name}: file not found at {path} (a parent is not a folder)") from None
-    except OSError as err:
-        raise PointCloudFileError(os_error_message(path, err) or f"{path.name}: cannot access {path} ({err})") from err
-    if not stat.S_ISREG(info.st_mode):
-        raise PointCloudFileError(f"{path.name}: {path} is not a regular file; pass a point-cloud or mesh file")
-    if info.st_size == 0:
-        raise PointCloudFileError(f"{path.name}: the file is empty (0 bytes); re-export or re-download it")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as err:
-        raise PointCloudFileError(os_error_message(path, err) or f"{path.name}: cannot open {path} ({err})") from err
+    probe = probe_readable_file(path)
+    if probe.problem in ("stat_error", "open_error"):
+        action = "access" if probe.problem == "stat_error" else "open"
+        message = os_error_message(path, probe.error) or f"{path.name}: cannot {action} {path} ({probe.error})"
+        raise PointCloudFileError(message) from probe.error
+    if probe.problem is not None:
+        raise PointCloudFileError(_FILE_PROBLEMS[probe.problem].format(name=path.name, path=path)) from None
     return ext
 
 
