@@ -312,3 +312,36 @@ def test_eval_compare_precision_on_real_shapes(capsys):
     assert main(base) == 0
     out = capsys.readouterr().out
     assert "fp32 vs bf16" in out and "top-1 agreement" in out and "min cosine" in out
+
+
+
+# ---------------------------------------------------------------------------------------------
+# weights import: the authors' released few-shot checkpoint -> a run folder for --adapter (issue 11 item 10)
+
+
+def test_weights_import_released_checkpoint_then_classify_with_it(tmp_path, capsys, tiny_backbone):
+    from test_release_parity import _released_checkpoint  # the released fewshot.py's layout, written like it
+
+    from clip2point.fewshot.rundir import RunFolder
+
+    path, *_ = _released_checkpoint(tmp_path, tiny_backbone)  # ori_model = the tiny model's random CLIP tower
+    run = tmp_path / "run"
+    args = ["weights", "import", str(path), "-o", str(run), *TINY, "--classes", "chair,table,lamp"]
+    assert main(["-q", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"into {run}/: 3 classes, 10 views, paths depth+clip (ori_model matches tiny-ViT-test" in out
+    assert f"--adapter {run}" in out
+    folder = RunFolder(run)
+    assert folder.classes == ["chair", "table", "lamp"] and folder.config.gate == "none" and folder.depth_encoder_file
+    assert main(["-q", "zeroshot", "examples/points/chair.ply", "--adapter", str(run), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["classes"] == ["chair", "table", "lamp"] and obj["adapter"] == str(run)
+    assert main(["-q", *args]) == 2  # a run is there: one line, and --overwrite replaces it
+    assert "already holds a few-shot run" in _one_line(capsys)
+    assert main(["-q", *args, "--overwrite", "--dataset", "modelnet10"]) == 0
+    capsys.readouterr()
+    assert main(["weights", "import", str(tmp_path / "none.pth"), "-o", str(tmp_path / "r2"), *TINY]) == 2
+    assert "none.pth: no such file" in _one_line(capsys)
+    (tmp_path / "best_eval.pth").write_bytes(b"not a checkpoint")
+    assert main(["weights", "import", str(tmp_path / "best_eval.pth"), "-o", str(tmp_path / "r3"), *TINY]) == 2
+    assert "best_eval.pth" in _one_line(capsys)

@@ -1,4 +1,4 @@
-"""Command line of pre-training: ``clip2point pretrain`` and ``clip2point weights export``.
+"""Command line of pre-training and weights: ``clip2point pretrain``, ``clip2point weights export|import``.
 
 The main CLI adds these with :func:`add_parsers` and dispatches through :data:`COMMANDS`;
 ``python -m clip2point.pretrain`` (what ``torchrun -m`` runs) parses the same ``pretrain``
@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from ..cliutil import HelpFormatter
 
-__all__ = ["add_parsers", "add_pretrain_arguments", "PARSERS", "COMMANDS", "build_parser", "main", "cmd_pretrain", "cmd_weights"]
+__all__ = ["add_parsers", "add_pretrain_arguments", "PARSERS", "COMMANDS", "build_parser", "main", "cmd_pretrain", "cmd_weights",
+           "cmd_weights_import"]
 
 
 PRETRAIN_DESCRIPTION = """\
@@ -126,8 +127,44 @@ def _pretrain_parser(p: argparse.ArgumentParser) -> None:
     add_pretrain_arguments(p)
 
 
+IMPORT_EPILOG = """\
+what it reads: the `best.pth` the released fewshot.py saves — the DPA state dict (adapter1.*, adapter2.*,
+pre_model.* = the depth encoder, ori_model.* = CLIP's visual tower, selector.* = the fixed cameras; a
+DataParallel `module.` prefix is fine). It is read as tensors only (pickled code is refused).
+
+what it writes into RUN_DIR: config.json (gate none, adapter input raw, the checkpoint's view set, the
+release's bare-cosine head), adapter.safetensors, and depth_encoder.safetensors when pre_model differs from
+ori_model. The class prompts are encoded with the CLIP model given here: use the one the adapter was trained
+with (the release: ViT-B-32 with OpenAI's weights); a different ori_model is reported.
+
+examples:
+  clip2point weights import best.pth -o runs/release-mn40 --weights openai
+  clip2point weights import best.pth -o runs/release-mn10 --dataset modelnet10 --weights openai
+  clip2point zeroshot chair.ply --adapter runs/release-mn40
+"""
+
+
+def _import_parser(p: argparse.ArgumentParser) -> None:
+    from ..backbone import DEFAULT_MODEL, DEFAULT_TEMPLATE
+
+    p.add_argument("file", metavar="FILE", help="the authors' few-shot checkpoint (best.pth of the released fewshot.py)")
+    p.add_argument("-o", "--out-dir", required=True, metavar="RUN_DIR", help="the run folder to write (created)")
+    p.add_argument("--dataset", choices=("modelnet40", "modelnet10"), default="modelnet40",
+                   help="what the adapter was trained on: its classes (the release's prompts) and the run's dataset")
+    p.add_argument("--classes", default=None, help='comma-separated class names in the order of the training labels '
+                                                   '(default: the --dataset preset)')
+    p.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt template of the class text features")
+    p.add_argument("--logit-scale", type=float, default=1.0, help="scale s of the head's logits s·cos (the release: 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in RUN_DIR")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the CLIP architecture the adapter was trained with")
+    p.add_argument("--weights", default=None, metavar="TAG|PATH|random",
+                   help="its CLIP weights (default: the usual lookup, see `clip2point info`; the release: openai)")
+    p.add_argument("--device", default="cpu", help="where the prompts are encoded")
+    p.add_argument("--offline", action="store_true", help="never try to download weights")
+
+
 def _weights_parser(p: argparse.ArgumentParser) -> None:
-    p.description = "Manage weights produced by clip2point."
+    p.description = "Manage weights: export a pre-trained depth encoder, import the authors' few-shot adapters."
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     e = wsub.add_parser("export", help="write a run's depth encoder as a .safetensors file for --depth-encoder",
                         description="Export the depth encoder of a `clip2point pretrain` run (its best validation "
@@ -138,12 +175,17 @@ def _weights_parser(p: argparse.ArgumentParser) -> None:
     e.add_argument("-o", "--out", required=True, metavar="FILE", help="the .safetensors file to write")
     e.add_argument("--checkpoint", choices=("auto", "best", "last"), default="auto",
                    help="best = highest validation accuracy, last = latest checkpoint, auto = best if the run validated")
+    i = wsub.add_parser("import", help="turn the authors' released few-shot checkpoint into a run folder for --adapter",
+                        description="Import a few-shot checkpoint of the released CLIP2Point code (its Dual-Path "
+                                    "Adapter) as a clip2point run folder that `zeroshot --adapter` and the app load.",
+                        epilog=IMPORT_EPILOG, formatter_class=HelpFormatter)
+    _import_parser(i)
 
 
 #: sub-command → (one-line help, function adding its options to its parser); see :func:`clip2point.cli.build_parser`
 PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "pretrain": ("CLIP2Point image-depth pre-training of a depth encoder (one process or torchrun)", _pretrain_parser),
-    "weights": ("weights: export a pre-trained depth encoder", _weights_parser),
+    "weights": ("weights: export a pre-trained depth encoder, import the authors' few-shot adapters", _weights_parser),
 }
 
 
@@ -207,13 +249,44 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights_import(args: argparse.Namespace) -> int:
+    """Run ``clip2point weights import FILE -o RUN_DIR`` (:func:`clip2point.fewshot.import_released_adapter`)."""
+    import sys
+
+    from ..backbone import load_backbone
+    from ..classes import parse_classes
+    from ..cliutil import check_output_dir
+    from ..errors import Clip2PointError
+    from ..fewshot import import_released_adapter
+
+    if not os.path.isfile(args.file):
+        raise Clip2PointError(f"{args.file}: no such file; give the released fewshot.py's checkpoint (best.pth)")
+    out = check_output_dir(args.out_dir)  # before the model loads
+    if (out / "config.json").exists() and not args.overwrite:
+        raise Clip2PointError(f"{out} already holds a few-shot run; replace it (--overwrite) or choose another -o RUN_DIR")
+    backbone = load_backbone(args.model, args.weights, args.device, allow_download=not args.offline)
+    run = import_released_adapter(args.file, args.out_dir, backbone, dataset=args.dataset, template=args.template,
+                                  classes=parse_classes(args.classes) if args.classes else None,
+                                  logit_scale=args.logit_scale, overwrite=args.overwrite)
+    imported = run.config_dict.get("imported", {})
+    print(f"imported {args.file} into {run.path}/: {len(run.classes)} classes, {run.config.views} views, "
+          f"paths {run.paths} (ori_model {imported.get('clip_visual', '?')} {backbone.model_name}, {backbone.weights.describe()})")
+    print(f"  classify with: clip2point zeroshot SHAPE --adapter {run.path}")
+    if backbone.weights.is_random:
+        print("WARNING: CLIP weights are random (--weights random): the imported run's text features are meaningless.",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
-    """Run ``clip2point weights export``."""
+    """Run ``clip2point weights export`` or ``clip2point weights import``."""
     from pathlib import Path
 
     from ..cliutil import check_output_file
     from .checkpointing import export_depth_encoder
 
+    if args.weights_command == "import":
+        return cmd_weights_import(args)
     if args.weights_command == "export":
         if Path(args.out).suffix == ".safetensors":  # (export_depth_encoder explains any other name)
             check_output_file(args.out)
