@@ -69,6 +69,9 @@ def evaluate_zero_shot(
 ) -> EvalResult:
     """Zero-shot top-1 on ``dataset`` with ``classifier`` (whose classes must be the dataset's, in order).
 
+    The classifier's ``cache`` (a :class:`~clip2point.viewcache.ViewFeatureCache`, see
+    :class:`ZeroShotClassifier`) is used: a re-run of the same evaluation renders and encodes nothing.
+
     Args:
         progress: called with the number of shapes done after each batch (e.g. ``tqdm.update``).
     """

@@ -15,6 +15,7 @@ from .backbone import DEFAULT_TEMPLATE, ClipBackbone
 from .classes import parse_classes
 from .errors import Clip2PointError
 from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
+from .viewcache import ViewFeatureCache, encode_point_views
 
 __all__ = ["DEFAULT_TEMPLATE", "ClassScores", "ScoredShapes", "ZeroShotClassifier", "ZeroShotResult", "score_views"]
 
@@ -140,8 +141,18 @@ def score_views(
         depth: optional (B, V, H, W) depth images to attach to the result.
 
     Returns:
-        A :class:`ZeroShotResult` on the CPU: ``view_logits`` (B, V, C), ``logits`` (B, C) their
-        sum, ``probs`` = softmax(logits / V) (B, C).
+        A :class:`ZeroShotResult` on the CPU: ``view_logits`` (B, V, C) = ``s · cos(f_v, t_c)``,
+        ``logits`` (B, C) their sum over the views, ``probs`` (B, C) = softmax(logits / V) =
+        softmax(s · mean_v cos): CLIP's own image-text probability (its learned temperature s)
+        applied to the mean cosine over the views.
+
+    Probabilities and the released code: the released ``zeroshot.py`` takes softmax(Σ_v cos), with
+    no CLIP temperature and a sharpness that grows with the number of views. Both rank the classes
+    identically (same top-k, same accuracy); only the probabilities differ. The release's are close
+    to uniform (a cosine margin of 0.03 over 6 views is a logit margin of 0.18: the winner of 10
+    classes gets ≈ 12 %), whereas softmax(s · mean) is what CLIP reports for a single image and does
+    not change with V (≈ 69 % for the same margin). The released probabilities are one step away:
+    ``torch.softmax(result.logits / logit_scale, dim=-1)``.
 
     Raises:
         Clip2PointError: mismatched shapes.
@@ -172,6 +183,8 @@ class ZeroShotClassifier:
         encoder: "auto" (the depth encoder when one is loaded, else CLIP), "clip", or "depth".
         image_size, radius: rendering settings (defaults: the backbone's input size, 0.02 NDC).
         batch_size: images per encoder forward pass.
+        cache: a :class:`~clip2point.viewcache.ViewFeatureCache` (persistent view features: a shape
+            seen before with the same encoder and views is not encoded again), or None (default).
 
     Example:
         >>> clf = ZeroShotClassifier(load_backbone(weights="openai"), ["chair", "table"])
@@ -188,8 +201,10 @@ class ZeroShotClassifier:
         image_size: int | None = None,
         radius: float = 0.02,
         batch_size: int = 64,
+        cache: ViewFeatureCache | None = None,
     ) -> None:
         self.backbone = backbone
+        self.cache = cache
         self.renderer = DepthRenderer(get_view_set(views), RasterSettings(image_size or backbone.image_size, radius))
         self.batch_size = batch_size
         self.encoder = encoder
@@ -218,8 +233,20 @@ class ZeroShotClassifier:
         return self.renderer(pts.to(self.backbone.device))
 
     def view_features(self, depth: torch.Tensor) -> torch.Tensor:
-        """(B, V, D) L2-normalised features of depth images (B, V, H, W)."""
+        """(B, V, D) L2-normalised features of depth images (B, V, H, W) (not cached: see :meth:`point_features`)."""
         return self.backbone.encode_images(clip_normalize(depth), self._encoder_name(), self.batch_size)
+
+    def point_features(self, points, depth: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, V, D) L2-normalised view features of (N, 3) or (B, N, 3) points, through :attr:`cache`.
+
+        Only shapes not in the cache are rendered (or taken from ``depth`` (B, V, H, W), already
+        rendered) and encoded. Raises Clip2PointError for invalid points.
+        """
+        pts = torch.as_tensor(points, dtype=torch.float32)
+        pts = pts.unsqueeze(0) if pts.dim() == 2 else pts
+        feats, _ = encode_point_views(self.backbone, self.renderer, pts, (self._encoder_name(),),
+                                      batch_size=self.batch_size, cache=self.cache, depth=depth)
+        return feats[0]
 
     def scores(self, view_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(view_logits (B,V,C), logits (B,C), probs (B,C)) from view features (B, V, D); see :func:`score_views`."""
@@ -229,9 +256,16 @@ class ZeroShotClassifier:
     def predict(self, points, keep_depth: bool = True) -> ZeroShotResult:
         """Score (N, 3) or (B, N, 3) point clouds (y-up; any units) against the classes.
 
+        Probabilities: see :func:`score_views`.
+
         Raises:
             Clip2PointError: empty, NaN/inf or degenerate points (see ``render_depth``).
         """
-        depth = self.render(points)
-        return score_views(self.view_features(depth), self.text_features, self.backbone.logit_scale, self.classes,
+        if self.cache is None:
+            depth = self.render(points)
+            feats = self.view_features(depth)
+        else:
+            depth = self.render(points) if keep_depth else None
+            feats = self.point_features(points, depth)
+        return score_views(feats, self.text_features, self.backbone.logit_scale, self.classes,
                            self.views.labels(), depth if keep_depth else None)

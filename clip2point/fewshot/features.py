@@ -29,7 +29,8 @@ from ..backbone import ClipBackbone
 from ..checkpoints import load_state_dict_file, save_state_dict_atomic
 from ..datasets import PointCloudDataset, iter_batches
 from ..errors import CheckpointError, Clip2PointError
-from ..render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
+from ..render import DepthRenderer, RasterSettings, ViewSet, get_view_set
+from ..viewcache import ViewFeatureCache, encode_point_views
 from .config import CACHE_DTYPES, STREAM_ONLINE, STREAM_RESAMPLE, FewShotConfig, seeded_rng
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,10 @@ class ViewEncoder:
         backbone: the frozen encoders. views, image_size, radius: rendering settings.
         paths: "depth+clip", "clip+clip", or None (decide from the backbone).
         batch_size: images per encoder forward pass.
-        passes: counter to add the encoded images to.
+        passes: counter to add the encoded images to (only images that really went through an encoder).
+        cache: a :class:`~clip2point.viewcache.ViewFeatureCache` shared across runs (a shape seen
+            before with the same encoders, views and points is neither rendered nor encoded again), or None.
+        normalize: L2-normalise the features (default); False: the raw visual-tower outputs.
 
     Raises:
         Clip2PointError: unknown ``paths``, or "depth+clip" without a depth encoder loaded.
@@ -111,8 +115,11 @@ class ViewEncoder:
         paths: str | None = None,
         batch_size: int = 64,
         passes: EncoderPasses | None = None,
+        cache: ViewFeatureCache | None = None,
+        normalize: bool = True,
     ) -> None:
         self.backbone = backbone
+        self.cache, self.normalize = cache, bool(normalize)
         self.renderer = DepthRenderer(get_view_set(views), RasterSettings(image_size or backbone.image_size, radius))
         self.paths = paths or ("depth+clip" if backbone.depth_encoder is not None else "clip+clip")
         if self.paths not in ("depth+clip", "clip+clip"):
@@ -146,16 +153,20 @@ class ViewEncoder:
         return ("clip",) if self.shared else ("depth", "clip")
 
     def encode(self, points: torch.Tensor, split: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        """(b, N, 3) y-up points → (f_A, f_B), each (b, V, D) float32, L2-normalised, on the backbone's device.
+        """(b, N, 3) y-up points → (f_A, f_B), each (b, V, D) float32 on the backbone's device,
+        L2-normalised unless ``normalize=False``.
 
-        With shared paths f_B is f_A (the same tensor). Raises Clip2PointError for invalid points.
+        With shared paths f_B is f_A (the same tensor). Shapes found in the cache are neither
+        rendered nor encoded. Raises Clip2PointError for invalid points.
         """
-        images = clip_normalize(self.renderer(points.to(self.backbone.device)))
-        feats = []
-        with autocast(self.backbone.device):
-            for enc in self.encoders:
-                feats.append(self.backbone.encode_images(images, enc, self.batch_size).float().clone())
-                self.passes.count(split, images.shape[0] * images.shape[1])
+        device = self.backbone.device
+        extra = {"autocast": str(amp_dtype())} if device.type == "cuda" else None
+        with autocast(device):
+            feats, encoded = encode_point_views(self.backbone, self.renderer, points, self.encoders,
+                                                batch_size=self.batch_size, cache=self.cache,
+                                                normalize=self.normalize, extra=extra)
+        self.passes.count(split, encoded)
+        feats = [f.float().clone() for f in feats]
         return (feats[0], feats[0]) if self.shared else (feats[0], feats[1])
 
 
