@@ -26,6 +26,7 @@ from clip2point.weights import save_state_dict_atomic
 from clip2point.zeroshot import ZeroShotClassifier
 from ui import figures
 from ui.batcher import EncodeBatcher
+from ui.defaults import DEFAULT_PRECISION
 from ui.registry import ModelRegistry, ModelSpec
 from ui.session import Session, classify_file
 from ui.shapes import ShapeSource, dataset_indices, example_path, load_shape
@@ -195,6 +196,28 @@ def test_registry_loads_once_and_falls_back_to_random(tmp_path):
     assert status.is_random and status.loaded and "To fix" in status.detail
 
 
+def test_precision_is_part_of_the_spec_and_the_banner_says_why(registry):
+    bf16 = ModelSpec("tiny-ViT-test", "random", "cpu", precision="BF16")
+    assert bf16.precision == "bf16" and bf16.key == (*TINY.key[:3], "bf16") and TINY.key[3] == "fp32"
+    with pytest.raises(Clip2PointError, match="precision must be one of fp32, bf16, auto"):
+        ModelSpec("tiny-ViT-test", precision="fp16")
+    auto = ModelSpec("tiny-ViT-test", "random", "cpu", precision="auto")
+    assert auto.key[3] in ("fp32", "bf16") and auto.key[3] == auto.resolved_precision()[0]
+    s32, s16, sauto = (Session(spec, registry) for spec in (TINY, bf16, auto))
+    banner = figures.weights_banner_html(sauto.weights_status())  # before loading: resolved, with its reason
+    assert f"<b>Precision</b> {auto.key[3]} (auto)" in banner and "— " in banner
+    for s in (s32, s16):
+        s.load(ShapeSource.example("chair"))
+        s.render("6", images=False)
+        s.classify("chair, table, lamp")
+    assert s16.model().backbone.dtype == torch.bfloat16 and s32.model().backbone.dtype == torch.float32
+    assert s16.model() is not s32.model() and s16.features().dtype == torch.float32
+    assert float(torch.nn.functional.cosine_similarity(s16.features(), s32.features(), dim=-1).min()) > 0.99
+    assert "<b>Precision</b> bf16 " in figures.weights_banner_html(s16.weights_status())
+    assert "<b>Precision</b> fp32 " in figures.weights_banner_html(s32.weights_status())
+    assert sauto.model() is (s16 if auto.key[3] == "bf16" else s32).model(), "auto shares the backbone of its dtype"
+
+
 def test_encode_batcher_batches_concurrent_requests_and_keeps_errors_apart():
     batcher = EncodeBatcher(max_images=10)
     gate = threading.Event()
@@ -362,8 +385,13 @@ def test_command_line_help(capsys):
         parse_args(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--host", "--port", "--share", "--model", "--weights", "--depth-encoder", "--device", "--data-dir"):
+    for flag in ("--host", "--port", "--share", "--model", "--weights", "--depth-encoder", "--device", "--data-dir",
+                 "--precision"):
         assert flag in out
+    assert parse_args(["--weights", "random"]).precision == DEFAULT_PRECISION
+    assert parse_args(["--weights", "random", "--precision", "auto"]).precision == "auto"
+    with pytest.raises(SystemExit):
+        parse_args(["--precision", "fp16"])
     with pytest.raises(SystemExit):
         parse_args(["--weights", "/nonexistent/ViT-B-32.pt"])
     assert "does not exist" in capsys.readouterr().err

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("ipywidgets")
 
+from clip2point.errors import Clip2PointError  # noqa: E402
 from clip2point.fewshot import FewShotConfig  # noqa: E402
 from helpers import DATA  # noqa: E402
 from ui.runs import FewShotRunner, RunState  # noqa: E402
@@ -106,6 +108,17 @@ def test_zero_shot_panel_on_a_plain_session():
         ZeroShotPanel()
     panel = ZeroShotPanel(session=session, classes="chair, lamp")
     assert not panel.score() and "no shape" in panel.error
+
+
+def test_widgets_take_a_precision():
+    explorer = ShapeExplorer(SPEC, example="chair", precision="bf16")
+    assert explorer.session.spec.precision == "bf16" and explorer.session.spec.model_name == SPEC.model_name
+    assert "<b>Precision</b> bf16" in explorer.banner.value
+    panel = ZeroShotPanel(explorer, classes="chair, lamp")
+    assert panel.error is None and explorer.session.model().backbone.dtype == torch.bfloat16
+    assert FewShotPanel(SPEC, precision="auto").spec.precision == "auto" and FewShotPanel(SPEC).spec == SPEC
+    with pytest.raises(Clip2PointError, match="precision"):
+        ShapeExplorer(SPEC, precision="int8")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import gradio as gr
 
 from clip2point.errors import Clip2PointError
 from ui import figures, results
-from ui.defaults import DEFAULT_CLASS_SET, DEFAULT_MODEL, DEFAULT_TEMPLATE, REPO_ROOT
+from ui.defaults import DEFAULT_CLASS_SET, DEFAULT_MODEL, DEFAULT_PRECISION, DEFAULT_TEMPLATE, PRECISIONS, REPO_ROOT
 from ui.limits import AppLimits
 from ui.registry import REGISTRY, ModelRegistry, ModelSpec, probe_weights, resolve_device, warm_up
 from ui.runs import RunPool, clean_old_runs
@@ -139,6 +139,7 @@ def build_app(
     runs_dir: str | os.PathLike | None = None,
     limits: AppLimits | None = None,
     run_pool: RunPool | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> gr.Blocks:
     """Build the app (nothing heavy is loaded until the first request needs it).
 
@@ -155,6 +156,8 @@ def build_app(
             checked again by every handler on the server; upload read limits; few-shot run caps;
             the age after which run folders are deleted (at start-up and before each new run).
         run_pool: the few-shot runs of this server (default: a new pool with ``limits``' caps).
+        precision: the encoders' weights, "fp32", "bf16" or "auto" (bf16 where the CPU/GPU computes it
+            natively); the banner says which was chosen and why.
 
     Returns:
         A queued :class:`Clip2PointApp` (a ``gr.Blocks``); call ``.launch()``.
@@ -162,7 +165,7 @@ def build_app(
     limits = limits or AppLimits()
     data_root = find_data_dir(data_dir)
     ctx = AppContext(
-        spec=ModelSpec(model_name, weights, device, depth_encoder), registry=registry, limits=limits,
+        spec=ModelSpec(model_name, weights, device, depth_encoder, precision), registry=registry, limits=limits,
         data_root=data_root, datasets=available_datasets(data_root, registry),
         runs_root=Path(runs_dir) if runs_dir is not None else FEWSHOT_RUNS_DIR,
         pool=run_pool or RunPool(limits.max_runs, limits.max_runs_per_session), concurrency_limit=concurrency_limit,
@@ -227,6 +230,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depth-encoder", default=None, metavar="PATH",
                    help="CLIP2Point pre-trained depth encoder (the authors' best_eval.pth); can also be uploaded in the page")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, … (default %(default)s)")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                   help="encoder weights: fp32 (exact), bf16, or auto (bf16 where this CPU/GPU computes it natively, "
+                        "else fp32); bf16 encodes about 3x faster on such CPUs with features within cosine 0.999 of "
+                        "fp32; the banner says what was chosen and why (default %(default)s, as the command line's)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="ModelNet data for the dataset browser (default: $CLIP2POINT_DATA, else ../shared/data if present)")
     p.add_argument("--concurrency", type=int, default=CONCURRENCY_LIMIT,
@@ -263,7 +270,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.device != "auto" and not (args.device == "cpu" or args.device.startswith("cuda") or args.device == "mps"):
         p.error(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
     if args.weights is not None and args.weights.lower() != "random":
-        _source, reason = probe_weights(ModelSpec(args.model, args.weights, args.device))
+        _source, reason = probe_weights(ModelSpec(args.model, args.weights, args.device, precision=args.precision))
         if reason:
             p.error(reason)
     if args.depth_encoder and not Path(args.depth_encoder).is_file():
@@ -289,9 +296,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.batch_images = 64 if resolve_device(args.device).startswith("cuda") else 1
     REGISTRY.batcher.max_images = max(1, args.batch_images)
     demo = build_app(args.model, args.weights, args.device, args.data_dir, args.depth_encoder,
-                     concurrency_limit=args.concurrency, runs_dir=args.runs_dir, limits=args.limits)
+                     concurrency_limit=args.concurrency, runs_dir=args.runs_dir, limits=args.limits,
+                     precision=args.precision)
     if not args.no_warmup:
-        spec = ModelSpec(args.model, args.weights, args.device, args.depth_encoder)
+        spec = ModelSpec(args.model, args.weights, args.device, args.depth_encoder, args.precision)
         threading.Thread(target=_warm_up, args=(spec, REGISTRY), name="clip2point-warmup", daemon=True).start()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 

@@ -1,6 +1,6 @@
 """The app's defaults and paths, in one place (the bottom of :mod:`ui`; no UI toolkit, no torch work).
 
-The model, the prompt template and the view sets come from the core (``clip2point.backbone``,
+The model, the encoder precision, the prompt template and the view sets come from the core (``clip2point.backbone``,
 ``clip2point.zeroshot``, ``clip2point.render``), so the app and the command line agree; what is
 declared here is the app's own choice (the first example, the class-set preset, the points shown).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clip2point.backbone import DEFAULT_MODEL
+from clip2point.backbone import DEFAULT_MODEL, PRECISIONS, BackboneConfig
 from clip2point.io import SUPPORTED_MESH_EXTENSIONS, SUPPORTED_POINT_EXTENSIONS, UP_AXES
 from clip2point.render import VIEW_SETS as CORE_VIEW_SETS
 from clip2point.zeroshot import DEFAULT_TEMPLATE
@@ -16,9 +16,11 @@ from clip2point.zeroshot import DEFAULT_TEMPLATE
 __all__ = [
     "REPO_ROOT", "EXAMPLES_DIR", "DEFAULT_EXAMPLE", "DEFAULT_MODEL", "DEFAULT_TEMPLATE", "DEFAULT_NUM_POINTS",
     "DEFAULT_VIEWS", "FEWSHOT_VIEWS", "DEFAULT_RADIUS", "DEFAULT_CLASS_SET", "VIEW_SETS", "VIEW_SET_NAMES", "UP_AXES",
-    "ENCODERS", "UPLOAD_EXTENSIONS",
+    "ENCODERS", "UPLOAD_EXTENSIONS", "DEFAULT_PRECISION", "PRECISIONS",
 ]
 
+#: Encoder precision when none is asked for: the library's and the command line's (``BackboneConfig.precision``).
+DEFAULT_PRECISION: str = BackboneConfig.precision
 #: The repository (examples, ``runs/app``) and its procedural example objects.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO_ROOT / "examples"

@@ -415,12 +415,14 @@ def view_cards_html(
 def weights_banner_html(status) -> str:
     """:func:`banner_html` of a :class:`ui.session.WeightsStatus` (``Session.weights_status()``)."""
     st = status
-    return banner_html(st.level, st.model_name, st.weights, st.encoder, st.device, st.detail, st.loaded)
+    return banner_html(st.level, st.model_name, st.weights, st.encoder, st.device, st.detail, st.loaded,
+                       st.precision_reason)
 
 
 def banner_html(level: str, model_name: str, weights: str, encoder: str, device: str, detail: str = "",
-                loaded: bool = True) -> str:
-    """The weights banner: backbone, weights, encoder, device; red and explicit for random weights."""
+                loaded: bool = True, precision: str = "") -> str:
+    """The weights banner: backbone, weights, encoder, device and precision (with why, in one
+    phrase: ``precision`` is ``resolve_precision``'s reason); red and explicit for random weights."""
     state = "" if loaded else ' <span class="c2p-kv">(loads on first use)</span>'
     parts = [
         f'<span><b>Backbone</b> {escape(model_name)}{state}</span>',
@@ -428,6 +430,10 @@ def banner_html(level: str, model_name: str, weights: str, encoder: str, device:
         f'<span><b>Depth views encoded by</b> {escape(encoder)}</span>',
         f'<span class="c2p-kv">device {escape(device)}</span>',
     ]
+    if precision:  # "bf16 (auto): this CPU has native bf16 …" → "Precision bf16 (auto) — this CPU has …"
+        name, _, why = precision.partition(": ")
+        why = f' <span class="c2p-kv">— {escape(why)}</span>' if why else ""
+        parts.append(f'<span id="c2p-precision"><b>Precision</b> {escape(name)}{why}</span>')
     if level == "random":
         tag = '<span class="c2p-tag">RANDOM WEIGHTS</span>'
         parts.insert(0, tag + '<span class="c2p-random-text">random — scores meaningless</span>')

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from clip2point.checkpoints import file_digest
-from clip2point.errors import CheckpointError, WeightsNotFoundError
+from clip2point.errors import CheckpointError, Clip2PointError, WeightsNotFoundError
 from ui.batcher import EncodeBatcher
-from ui.defaults import DEFAULT_MODEL, DEFAULT_TEMPLATE
+from ui.defaults import DEFAULT_MODEL, DEFAULT_PRECISION, DEFAULT_TEMPLATE, PRECISIONS
 from ui.loading import IMAGE_VIEW_POINTS
 
 log = logging.getLogger(__name__)
@@ -65,17 +65,38 @@ class ModelSpec:
         weights: None (search the usual places, random if none), "random", a tag or a file.
         device: "auto", "cpu", "cuda", "cuda:1", ...
         depth_encoder: a CLIP2Point depth-encoder file to offer from the start, or None.
+        precision: the encoders' weight dtype, "fp32", "bf16" or "auto" (bf16 where the CPU/GPU
+            computes it natively; see :func:`clip2point.backbone.resolve_precision`).
+
+    Raises:
+        Clip2PointError: an unknown precision name.
     """
 
     model_name: str = DEFAULT_MODEL
     weights: str | None = None
     device: str = "auto"
     depth_encoder: str | None = None
+    precision: str = DEFAULT_PRECISION
+
+    def __post_init__(self) -> None:
+        name = str(self.precision).strip().lower()
+        if name not in PRECISIONS:
+            raise Clip2PointError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        object.__setattr__(self, "precision", name)
+
+    def resolved_precision(self) -> tuple[str, str]:
+        """("fp32" | "bf16", why): what :attr:`precision` means on this spec's device (``auto`` resolved)."""
+        from clip2point.backbone import resolve_precision
+        from clip2point.backbone.precision import precision_name
+
+        dtype, reason = resolve_precision(self.precision, resolve_device(self.device))
+        return precision_name(dtype), reason
 
     @property
-    def key(self) -> tuple[str, str | None, str]:
-        """Identity of the backbone (the depth encoder is cached separately)."""
-        return (self.model_name, self.weights, resolve_device(self.device))
+    def key(self) -> tuple[str, str | None, str, str]:
+        """Identity of the backbone: model, weights, device and the resolved precision (``auto``
+        and the dtype it picks share one backbone; the depth encoder is cached separately)."""
+        return (self.model_name, self.weights, resolve_device(self.device), self.resolved_precision()[0])
 
 
 @dataclass
@@ -122,6 +143,9 @@ class WeightsStatus:
         encoder: which tower encodes the depth views, in words.
         detail: for random weights, why and how to get real ones.
         loaded: whether the model is in memory.
+        precision: the encoders' weight dtype, "fp32" or "bf16" (``auto`` resolved).
+        precision_reason: why, in one phrase (``resolve_precision``'s, e.g. "bf16 (auto): this CPU
+            has native bf16 instructions (avx512_bf16)").
     """
 
     level: str
@@ -131,6 +155,8 @@ class WeightsStatus:
     encoder: str
     detail: str = ""
     loaded: bool = False
+    precision: str = DEFAULT_PRECISION
+    precision_reason: str = ""
 
     @property
     def is_random(self) -> bool:
@@ -181,7 +207,7 @@ def _load_backbone(spec: ModelSpec) -> LoadedModel:
     device = resolve_device(spec.device)
     reason = None
     try:
-        backbone = load_backbone(spec.model_name, spec.weights, device)
+        backbone = load_backbone(spec.model_name, spec.weights, device, precision=spec.precision)
     except WeightsNotFoundError as err:
         reason = str(err)
     except CheckpointError as err:
@@ -190,7 +216,7 @@ def _load_backbone(spec: ModelSpec) -> LoadedModel:
         reason = f"the weights file that was found could not be used: {err}"
     if reason is not None:
         log.warning("no usable CLIP weights (%s); loading random weights, scores are meaningless", reason)
-        backbone = load_backbone(spec.model_name, "random", device)
+        backbone = load_backbone(spec.model_name, "random", device, precision=spec.precision)
     seconds = time.perf_counter() - t0
     log.info("loaded %s in %.1f s", backbone.describe(), seconds)
     return LoadedModel(backbone, spec, reason, seconds)
@@ -337,6 +363,7 @@ class ModelRegistry:
         """
         loaded = self.loaded(spec)
         device = resolve_device(spec.device)
+        precision = spec.resolved_precision()  # this spec's reason ("auto" shares the backbone of its dtype)
         if loaded is not None:
             source, reason = loaded.backbone.weights, loaded.fallback_reason
         else:
@@ -344,12 +371,13 @@ class ModelRegistry:
             if source is None and _may_download(spec):
                 return WeightsStatus("pending", spec.model_name, device,
                                      "not found on this machine; a download is tried when the model first loads",
-                                     encoder, reason or "", False)
+                                     encoder, reason or "", False, *precision)
         if source is None or source.is_random:
             detail = reason or "random weights were asked for (--weights random)"
             return WeightsStatus("random", spec.model_name, device, "random initialisation", encoder, detail,
-                                 loaded is not None)
-        return WeightsStatus("ok", spec.model_name, device, describe_weights(source), encoder, "", loaded is not None)
+                                 loaded is not None, *precision)
+        return WeightsStatus("ok", spec.model_name, device, describe_weights(source), encoder, "", loaded is not None,
+                             *precision)
 
     def clear(self) -> None:
         """Forget everything (tests)."""

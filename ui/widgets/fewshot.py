@@ -20,7 +20,7 @@ from ui.figures import gate_weights_figure, training_curves_figure
 from ui.registry import REGISTRY, ModelSpec
 from ui.runs import FewShotRunner, RunState
 from ui.shapes import find_data_dir
-from ui.widgets.common import css, default_spec, show_figure
+from ui.widgets.common import css, show_figure, widget_spec
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class FewShotPanel:
         spec: the backbone (loaded through the shared registry at Start).
         data_dir: the ModelNet folder (default ``find_data_dir()``; ``modelnet10`` below it is used).
         out_dir: where runs go (a new sub-folder per run, named after the settings).
+        precision: the frozen encoders' weights, "fp32", "bf16" or "auto" (None: ``spec``'s).
         **defaults: initial values of the controls (shots, epochs, gate, views, limit_test,
             num_points, val_per_class, dataset) and any other :class:`FewShotConfig` field.
 
@@ -47,13 +48,13 @@ class FewShotPanel:
     """
 
     def __init__(self, spec: ModelSpec | None = None, data_dir: str | None = None, out_dir: str = "runs",
-                 **defaults) -> None:
+                 precision: str | None = None, **defaults) -> None:
         from clip2point.fewshot import GATES, SHOTS, FewShotConfig
 
         core = FewShotConfig()  # the core's defaults, but a notebook run is short: 30 epochs, 200 test shapes
         start = {**{k: getattr(core, k) for k in PANEL_FIELDS}, "epochs": 30, "limit_test": 200,
                  **{k: v for k, v in defaults.items() if k in PANEL_FIELDS}}
-        self.spec = spec or default_spec()
+        self.spec = widget_spec(spec, precision)
         self.out_root = Path(out_dir)
         self.runner: FewShotRunner | None = None
         self.state = RunState()

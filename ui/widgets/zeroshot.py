@@ -15,7 +15,7 @@ from ui.defaults import (DEFAULT_CLASS_SET, DEFAULT_EXAMPLE, DEFAULT_NUM_POINTS,
 from ui.registry import ModelSpec
 from ui.session import Session
 from ui.shapes import CLASS_PRESETS, ShapeSource, example_names
-from ui.widgets.common import css, default_spec, show_figure
+from ui.widgets.common import css, default_spec, show_figure, widget_spec
 
 __all__ = ["ShapeExplorer", "ZeroShotPanel", "explore", "FILE_CHOICE"]
 
@@ -32,6 +32,8 @@ class ShapeExplorer:
         example: the example object to start with.
         session: share a :class:`Session` (e.g. with a :class:`ZeroShotPanel`); new one otherwise.
         auto: re-render on every control change (False: only on :meth:`update`).
+        precision: the encoders' weights, "fp32", "bf16" or "auto" (None: ``spec``'s; the banner
+            says what was chosen and why).
 
     Attributes:
         session: the :class:`Session` (shape, views, cached features, result).
@@ -40,8 +42,8 @@ class ShapeExplorer:
     """
 
     def __init__(self, spec: ModelSpec | None = None, path: str | None = None, example: str = DEFAULT_EXAMPLE,
-                 session: Session | None = None, auto: bool = True) -> None:
-        self.session = session or Session(spec or default_spec())
+                 session: Session | None = None, auto: bool = True, precision: str | None = None) -> None:
+        self.session = session or Session(widget_spec(spec, precision))
         self.listeners: list[Callable[[], None]] = []
         self.error: str | None = None
         self.figure: go.Figure | None = None
@@ -307,13 +309,14 @@ class ZeroShotPanel:
 
 
 def explore(path: str | None = None, classes: str | None = None, model: str | None = None,
-            weights: str | None = None, example: str = DEFAULT_EXAMPLE) -> W.VBox:
+            weights: str | None = None, example: str = DEFAULT_EXAMPLE, precision: str | None = None) -> W.VBox:
     """A quick start: :class:`ShapeExplorer` + :class:`ZeroShotPanel` on one session.
 
-    ``explore()`` shows the example chair; ``explore("scan.ply", "chair, table, lamp")`` a file.
+    ``explore()`` shows the example chair; ``explore("scan.ply", "chair, table, lamp")`` a file;
+    ``precision="auto"`` encodes in bf16 where the CPU/GPU computes it natively.
     Returns the box (its ``.explorer`` and ``.zeroshot`` attributes are the two parts).
     """
-    explorer = ShapeExplorer(default_spec(model, weights), path=path, example=example)
+    explorer = ShapeExplorer(default_spec(model, weights, precision=precision), path=path, example=example)
     panel = ZeroShotPanel(explorer, classes=classes)
     box = W.VBox([explorer.widget, W.HTML("<h4>Zero-shot scores</h4>"), panel.widget])
     box.explorer, box.zeroshot = explorer, panel  # type: ignore[attr-defined]
