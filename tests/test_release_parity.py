@@ -271,6 +271,23 @@ def test_import_refuses_what_it_cannot_reproduce(tiny_backbone, tmp_path):
     assert import_released_adapter(path, tmp_path / "e", tiny_backbone, overwrite=True).paths == "depth+clip"
 
 
+def test_imported_run_classifies_points_like_the_release(tiny_backbone, tmp_path):
+    from clip2point.fewshot import import_released_adapter, load_adapter
+    from clip2point.render import clip_normalize
+
+    path, a1, a2, _ = _released_checkpoint(tmp_path, tiny_backbone, seed=2)
+    clf = load_adapter(import_released_adapter(path, tmp_path / "run", tiny_backbone), tiny_backbone)
+    pts = torch.randn(2, 400, 3, generator=torch.Generator().manual_seed(0))
+    res = clf.predict(pts)
+    with torch.no_grad():  # the release: render, the two towers' raw outputs, the DPA head
+        images = clip_normalize(clf.encoder.renderer(pts)).flatten(0, 1)
+        raw_pre = clf.encoder.backbone.visual("depth")(images).reshape(2, 10, -1)
+        raw_ori = tiny_backbone.model.visual(images).reshape(2, 10, -1)
+    ref = _released_logits(a1, a2, raw_pre, raw_ori, tiny_backbone.text_features(list(MODELNET40)))
+    torch.testing.assert_close(res.logits, ref, rtol=1e-4, atol=1e-5)
+    assert res.classes == list(MODELNET40)
+
+
 # ---------------------------------------------------------------------------- item 11: zero-shot probabilities
 
 

@@ -14,6 +14,7 @@ from ..checkpoints import load_state_dict_file
 from ..errors import CheckpointError
 from ..gdpa import GatedDualPathAdapter
 from ..render import ViewSet, as_points_tensor
+from ..viewcache import ViewFeatureCache
 from ..zeroshot import ClassScores, ScoredShapes
 from .features import ViewEncoder
 from .rundir import RunFolder
@@ -83,7 +84,8 @@ class FewShotClassifier:
 
     @torch.no_grad()
     def predict_features(self, f_a: torch.Tensor, f_b: torch.Tensor) -> AdapterResult:
-        """Score (B, V, D) features of both paths (any device and float dtype); the result is on the CPU."""
+        """Score (B, V, D) features of both paths (any device and float dtype): the raw visual-tower
+        outputs (see :class:`~clip2point.gdpa.GDPAConfig` ``input``); the result is on the CPU."""
         dev = self.adapter.text_features.device
         out = self.adapter(f_a.to(dev, torch.float32), f_b.to(dev, torch.float32))
         logits = out.logits.float().cpu()
@@ -123,7 +125,7 @@ def _check_adapter_file(run: RunFolder, sd: dict[str, torch.Tensor], encoder: Vi
 
 
 def load_adapter(run_dir: str | os.PathLike | RunFolder, backbone: ClipBackbone, device: str | torch.device | None = None,
-                 batch_size: int = 64) -> FewShotClassifier:
+                 batch_size: int = 64, cache: ViewFeatureCache | None = None) -> FewShotClassifier:
     """Load the best adapter of a run directory for inference.
 
     Args:
@@ -135,6 +137,8 @@ def load_adapter(run_dir: str | os.PathLike | RunFolder, backbone: ClipBackbone,
             pairs it with a backbone that has no depth encoder (the backbone itself is not modified).
         device: where to run (None: the backbone's device; the backbone is moved otherwise).
         batch_size: images per encoder forward pass.
+        cache: a :class:`~clip2point.viewcache.ViewFeatureCache` (shapes seen before are not encoded
+            again), or None.
 
     Raises:
         CheckpointError: missing or unreadable files, or a backbone that does not fit the adapter.
@@ -161,7 +165,8 @@ def load_adapter(run_dir: str | os.PathLike | RunFolder, backbone: ClipBackbone,
     if trained_with and trained_with != backbone.describe():
         log.warning("adapter trained with backbone %r, now running with %r: scores may not be meaningful",
                     trained_with, backbone.describe())
-    encoder = ViewEncoder(backbone, fcfg.views, fcfg.image_size, fcfg.radius, paths=run.paths, batch_size=batch_size)
+    encoder = ViewEncoder(backbone, fcfg.views, fcfg.image_size, fcfg.radius, paths=run.paths, batch_size=batch_size,
+                          cache=cache, normalize=False)  # raw tower outputs: the adapter normalises if its config says so
     sd, _ = load_state_dict_file(ad_path)
     _check_adapter_file(run, sd, encoder)
     adapter = GatedDualPathAdapter(gcfg, sd["text_features"])

@@ -24,6 +24,7 @@ from ..checkpoints import load_state_dict_file, load_training_state, save_traini
 from ..evaluate import EvalResult
 from ..gdpa import GatedDualPathAdapter, GDPAConfig
 from ..rng import private_rng
+from ..viewcache import ViewFeatureCache
 from .config import STREAM_EPOCH, STREAM_INIT, FewShotConfig, make_splits, torch_seed
 from .features import (
     EncoderPasses, FeatureCache, RunFeatures, SplitFeatures, ViewEncoder, amp_dtype, autocast, released_recipe_passes,
@@ -230,7 +231,8 @@ def _class_gate(gate: torch.Tensor, labels: np.ndarray, num_classes: int) -> lis
 class _Run:
     """State of one :func:`run_fewshot` call (kept in one object so each step is a small method)."""
 
-    def __init__(self, config: FewShotConfig, backbone: ClipBackbone, progress, should_stop) -> None:
+    def __init__(self, config: FewShotConfig, backbone: ClipBackbone, progress, should_stop,
+                 view_cache: ViewFeatureCache | None = None) -> None:
         config = legacy_resume_config(config)
         config.validate()
         self.config, self.backbone = config, backbone
@@ -246,8 +248,8 @@ class _Run:
         if self.resuming:
             check_same_backbone(self.run_dir, backbone)
         self.classes = list(self.train_ds.class_names)
-        encoder = ViewEncoder(backbone, config.views, config.image_size, config.radius,
-                              batch_size=config.encode_batch_size, passes=EncoderPasses())  # this call's encoder images
+        encoder = ViewEncoder(backbone, config.views, config.image_size, config.radius, batch_size=config.encode_batch_size,
+                              passes=EncoderPasses(), cache=view_cache, normalize=False)  # raw; the adapter normalises if asked
         self.paths, self.view_labels = encoder.paths, encoder.views.labels()
         fingerprint = _fingerprint(config, backbone, self.paths, encoder.renderer.raster.image_size)
         cache_path = run_file(self.run_dir, "features") if self.resuming else self.run_dir / RUN_FILES["features"]
@@ -416,6 +418,7 @@ def run_fewshot(
     backbone: ClipBackbone,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | Any | None = None,
+    cache: ViewFeatureCache | None = None,
 ) -> RunResult:
     """Train a GDPA few-shot classifier and write a run directory (see :data:`~clip2point.fewshot.rundir.RUN_FILES`).
 
@@ -433,6 +436,9 @@ def run_fewshot(
         should_stop: a callable returning True, or a ``threading.Event``, checked between steps and
             encoding chunks. The run then stops cleanly: the checkpoints of the epochs done stay,
             ``metrics.json`` says ``"status": "cancelled"`` and ``resume=True`` continues it.
+        cache: a :class:`~clip2point.viewcache.ViewFeatureCache` shared across runs (another seed or
+            gate encodes only shapes not seen before); None = no persistent cache. It holds the raw
+            visual-tower features; the results do not depend on it.
 
     Returns:
         :class:`RunResult`.
@@ -448,4 +454,4 @@ def run_fewshot(
     command turns on while it runs (a library call never flips it). Training uses autocast
     (bfloat16, else float16 with loss scaling) on CUDA.
     """
-    return _Run(config, backbone, progress, should_stop).execute()
+    return _Run(config, backbone, progress, should_stop, cache).execute()
