@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from clip2point.backbone import load_backbone
+from clip2point.checkpoints import load_state_dict_file
 from clip2point.render import DepthRenderer, RasterSettings
 from clip2point.viewcache import (
     CACHE_DIR_ENV, ViewFeatureCache, cache_info, clear_cache, default_cache_dir, encode_point_views, shape_digest,
@@ -200,3 +201,27 @@ def test_info_and_clear(tmp_path, monkeypatch):
     assert (info.entries, info.root) == (5, tmp_path / "c") and info.bytes > 0 and "5 entries" in info.describe()
     assert clear_cache(tmp_path / "c") == 5 and cache.info().entries == 0
     assert cache.get("s", "0") is None
+
+
+@needs_data
+def test_a_fewshot_run_with_another_gate_or_seed_encodes_only_shapes_not_seen(tiny_backbone, tmp_path):
+    from clip2point.fewshot import FewShotConfig, make_splits, run_fewshot
+    from helpers import DATA
+
+    def config(name: str, **kw) -> FewShotConfig:
+        return FewShotConfig(dataset="modelnet10", data_dir=str(DATA / "modelnet10"), out_dir=str(tmp_path / name),
+                             shots=1, epochs=1, val_per_class=0, limit_test=10, num_points=256, plots=False, **kw)
+
+    def encoded(result) -> int:
+        return result.metrics["encoder_passes"]["this_session"]
+
+    first = run_fewshot(config("a"), tiny_backbone, cache=ViewFeatureCache(tmp_path / "cache"))
+    assert encoded(first) == (10 + 10) * 10  # shots and test shapes × 10 views
+    other_gate = run_fewshot(config("b", gate="none"), tiny_backbone, cache=ViewFeatureCache(tmp_path / "cache"))
+    assert encoded(other_gate) == 0
+    feats = [load_state_dict_file(tmp_path / run / "features.safetensors")[0] for run in ("a", "b")]
+    assert all(torch.equal(feats[0][k], feats[1][k]) for k in feats[0])  # the same features, read back
+    # another seed draws other shots: only those not seen before are encoded, no test shape
+    seen = [set(s.shots.tolist()) for s in (make_splits(config("a"))[2], make_splits(config("c", seed=1))[2])]
+    other_seed = run_fewshot(config("c", seed=1), tiny_backbone, cache=ViewFeatureCache(tmp_path / "cache"))
+    assert encoded(other_seed) == len(seen[1] - seen[0]) * 10 and other_seed.metrics["encoder_passes"].get("test", 0) == 0
