@@ -45,7 +45,6 @@ DEFAULT_MODEL = "ViT-B-32"
 #: Prompt template of CLIP2Point's released zero-shot code (§4).
 DEFAULT_TEMPLATE = "image of a {}"
 _TEXT_BATCH = 256  # prompts per text-tower pass
-_open_clip = open_clip_module  # old private name, kept until ui/session.py calls model_image_size
 
 
 @dataclass(frozen=True)
