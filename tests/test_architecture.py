@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, int]] = [
     ("clip2point.io", 2),
     ("clip2point.render", 3),
     ("clip2point.backbone", 4),
-    ("clip2point.zeroshot", 5), ("clip2point.gdpa", 5), ("clip2point.datasets", 5),
+    ("clip2point.zeroshot", 5), ("clip2point.gdpa", 5), ("clip2point.datasets", 5), ("clip2point.viewcache", 5),
     ("clip2point.pretrain.cli", 7), ("clip2point.pretrain.__main__", 7),
     ("clip2point.evaluate", 6), ("clip2point.fewshot", 6), ("clip2point.pretrain", 6),
     ("clip2point.cli", 7), ("clip2point.cliutil", 7), ("clip2point.__main__", 7),
