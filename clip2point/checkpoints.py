@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "describe_os_error", "FileProbe", "probe_readable_file", "file_digest", "read_json", "resolve_inside",
-    "load_state_dict_file", "save_state_dict_atomic", "write_text_atomic", "write_json_atomic",
+    "load_state_dict_file", "save_state_dict_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
     "remove_stale_temp_files", "save_training_state", "load_training_state", "STALE_TEMP_AGE_S",
 ]
 
@@ -293,6 +293,29 @@ def _check_tensor_sizes(tensors: dict[str, torch.Tensor], p: Path) -> None:
                 "the file is corrupt or was crafted")
 
 
+#: safetensors files up to this size are read with one ``read()``: safe_open reads the header and the
+#: tensor bytes through two separate opens, so a file renamed over (an atomic rewrite by a running
+#: process) between them could pair one version's header with the other's data.
+READ_ONCE_BYTES = 256 << 20
+
+
+def _read_safetensors_once(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file from a single read of its bytes."""
+    from safetensors.torch import load as load_bytes
+
+    data = p.read_bytes()
+    if len(data) < 8:
+        raise CheckpointError(f"{p}: cannot read this checkpoint, it is truncated ({len(data)} bytes); "
+                              "download or export it again")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise CheckpointError(f"{p}: cannot read this checkpoint, its header declares {n:,} bytes but the file "
+                              f"has {len(data) - 8:,} after it; it looks truncated — download or export it again")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return load_bytes(data), {str(k): str(v) for k, v in (meta or {}).items()}
+
+
 def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a checkpoint safely into a flat ``{name: tensor}`` dict on the CPU; nothing in the file is run.
 
@@ -316,7 +339,9 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     size = _check_readable(p)
     meta: dict[str, str] = {}
     try:
-        if p.suffix == ".safetensors":
+        if p.suffix == ".safetensors" and size <= READ_ONCE_BYTES:
+            obj, meta = _read_safetensors_once(p)
+        elif p.suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(p), framework="pt", device="cpu") as f:
@@ -521,8 +546,20 @@ def save_state_dict_atomic(
     return p
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 text atomically (temporary file in the same folder, flushed, then renamed).
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
+    """Write bytes atomically (temporary file in the same folder, then renamed over ``path``).
+
+    Readers see the old file or the new one, never part of one; concurrent writers of one path each
+    rename a complete file (the last rename wins).
+
+    Args:
+        path: the file; its folder is created.
+        data: the complete contents.
+        durable: flush to disk (``fsync``) before the rename, so a power cut cannot leave an empty file;
+            ``False`` for caches that can be rebuilt (≈ 15× faster for small files).
+
+    Returns:
+        ``path``.
 
     Raises:
         Clip2PointError: the file cannot be written (the message gives the OS reason); no temporary file is left.
@@ -534,10 +571,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     except CheckpointError as e:
         raise Clip2PointError(str(e)) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
@@ -545,6 +583,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             raise Clip2PointError(_write_error(p, e)) from None
         raise
     return p
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text atomically and durably (see :func:`write_bytes_atomic`).
+
+    Raises:
+        Clip2PointError: the file cannot be written (the message gives the OS reason); no temporary file is left.
+    """
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
