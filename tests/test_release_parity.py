@@ -15,6 +15,7 @@ from clip2point.classes import CLASS_SETS, MODELNET10, MODELNET10_SPACED, MODELN
 from clip2point.errors import UnknownClassSetError
 from clip2point.fewshot import FewShotConfig
 from clip2point.gdpa import GatedDualPathAdapter, GDPAConfig
+from helpers import modelnet10_test, needs_data
 
 # ---------------------------------------------------------------------------- item 7: prompts
 
@@ -305,3 +306,127 @@ def test_zero_shot_ranks_like_the_release_and_gives_its_probabilities_one_step_a
     assert torch.equal(res.logits.argsort(dim=-1), release_logits.argsort(dim=-1))  # the same ranking, top-k, accuracy
     torch.testing.assert_close(res.probs, torch.softmax(scale * (views @ text.T).mean(dim=1), dim=-1))  # softmax(s·mean)
     torch.testing.assert_close(torch.softmax(res.logits / scale, dim=-1), release_probs)  # the release's, one step away
+
+
+# ---------------------------------------------------------------------------- item 5: pixel centres (pytorch3d's kernel)
+
+
+def kernel_pixel_centre(j: int, size: int):
+    """pytorch3d's ``PixToNonSquareNdc(S-1-j, S, S)`` (square image: range 2, offset 1), every step in float32:
+    ``-offset + (range * i + offset) / S`` with i = S-1-j (the kernel flips the column index: +X points left)."""
+    import numpy as np
+
+    rng, off = np.float32(2.0), np.float32(1.0)
+    return -off + (rng * np.float32(size - 1 - j) + off) / np.float32(size)
+
+
+@pytest.mark.parametrize("size", [224, 1, 2, 17, 97, 336, 1000])
+def test_pixel_centres_equal_the_kernel_formula_in_float32(size):
+    import numpy as np
+
+    from clip2point.render.rasterize import pixel_centres
+
+    ours = pixel_centres(size)
+    assert ours.dtype == torch.float32 and ours.shape == (size,)
+    ref = np.array([kernel_pixel_centre(j, size) for j in range(size)], dtype=np.float32)
+    assert np.array_equal(ours.numpy(), ref)  # bit for bit
+    if size == 224:  # the mathematically equal 1 - (2j+1)/S rounds differently in 104 of the 224 columns
+        old = np.float32(1) - (np.float32(2) * np.arange(size, dtype=np.float32) + np.float32(1)) / np.float32(size)
+        assert int((old != ref).sum()) == 104
+
+
+def kernel_zbuf(view_points, size: int, radius: float):
+    """A reference of pytorch3d's naive point kernel (K = 1) for one map, in float32: pixel (i, j) keeps the
+    smallest depth z ≥ 0 among points with dx² + dy² < r² (r² = r·r in float32), else -1.
+
+    view_points: (N, 3) float32 numpy. dx² < r² and dy² < r² are necessary, so only those rows/columns are tested."""
+    import numpy as np
+
+    c = np.array([kernel_pixel_centre(j, size) for j in range(size)], dtype=np.float32)
+    r2 = np.float32(radius) * np.float32(radius)
+    x, y, z = view_points[:, 0], view_points[:, 1], view_points[:, 2]
+    dx2, dy2 = (c[None, :] - x[:, None]) ** 2, (c[None, :] - y[:, None]) ** 2  # (N, S): column j, row i
+    zbuf = np.full((size, size), np.inf, np.float32)
+    for p in np.flatnonzero(z >= 0):
+        cols, rows = np.flatnonzero(dx2[p] < r2), np.flatnonzero(dy2[p] < r2)
+        if cols.size and rows.size:
+            hit = (dy2[p, rows][:, None] + dx2[p, cols][None, :]) < r2
+            block = zbuf[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            np.minimum(block, np.where(hit, z[p], np.float32(np.inf)), out=block)
+    zbuf[np.isinf(zbuf)] = -1
+    return zbuf
+
+
+@needs_data
+def test_rasterizer_equals_the_kernel_on_ten_million_pixels_of_real_shapes():
+    """20 ModelNet10 shapes × 10 views at 224² (10⁷ pixels): 0 pixels differ from the kernel's reference.
+    (With the centres 1 - (2j+1)/S, 6 of these pixels differ.)"""
+    from clip2point.render import DepthRenderer, RasterSettings, rasterize_points
+
+    pts, _ = modelnet10_test(20)
+    settings = RasterSettings(224, 0.02)
+    vp = DepthRenderer("10", settings).view_points(torch.from_numpy(pts))
+    ours = rasterize_points(vp, settings).zbuf.numpy()
+    differ = sum(int((kernel_zbuf(vp[b, v].numpy(), 224, 0.02) != ours[b, v]).sum())
+                 for b in range(vp.shape[0]) for v in range(vp.shape[1]))
+    assert ours.size == 10_035_200 and (ours >= 0).mean() > 0.02 and differ == 0
+
+
+@pytest.mark.parametrize("radius", [0.05, 0.2])
+def test_radius_is_squared_in_float32_like_the_kernel(radius):
+    """r² = fl32(r)·fl32(r) (the kernel's float32 product), which exceeds fl32(r·r) for these radii: a point
+    whose squared distance lies in between is drawn, as by the kernel."""
+    import numpy as np
+
+    from clip2point.render import RasterSettings, rasterize_points
+    from clip2point.render.rasterize import pixel_centres
+
+    size = 21  # pixel (10, 10) is centred on NDC (0, 0) exactly
+    assert pixel_centres(size)[10] == 0
+    r2, r2_double = np.float32(radius) * np.float32(radius), np.float32(radius * radius)
+    assert r2 > r2_double and RasterSettings(size, radius).radius2 == float(r2)
+    dy = np.float32(1e-4)  # search the float32 x whose squared distance d2 (float32, as the kernel) is in [fl32(r·r), r²)
+    x0 = np.float32(np.sqrt(np.float64(r2_double) - np.float64(dy * dy)))
+    ups, downs = [x0], [x0]
+    for _ in range(20):
+        ups.append(np.nextafter(ups[-1], np.float32(1)))
+        downs.append(np.nextafter(downs[-1], np.float32(0)))
+    x = next(x for x in ups + downs if r2_double <= (x * x + dy * dy) < r2)
+    vp = torch.tensor([[[[x, dy, 0.5]]]], dtype=torch.float32)
+    zbuf = rasterize_points(vp, RasterSettings(size, radius)).zbuf[0, 0]
+    assert zbuf[10, 10].item() == 0.5 and kernel_zbuf(vp[0, 0].numpy(), size, radius)[10, 10] == 0.5
+
+
+# ---------------------------------------------------------------------------- item 6: foreground is depth > 0
+
+
+def released_norm(zbuf: torch.Tensor) -> torch.Tensor:
+    """The released Renderer.norm on (B, H, W) z-buffers, written out: mask = depth > 0; max over the map;
+    background set to 1 before the min; (z - min) / max · 200/255; background 1."""
+    img = zbuf.clone()
+    mask = img > 0
+    zmax = img.flatten(1).amax(dim=1)[:, None, None]
+    img[~mask] = 1.0
+    zmin = img.flatten(1).amin(dim=1)[:, None, None]
+    img = (img - zmin) / zmax * 200.0 / 255.0
+    img[~mask] = 1.0
+    return img
+
+
+def test_a_point_at_depth_exactly_zero_is_background():
+    from clip2point.render import DepthRenderer, RasterSettings, depth_to_image
+
+    # unit sphere already (centroid 0, largest norm 1): view 0 of the 6-view set looks from +Z at
+    # distance 1, so (0, 0, 1) lies at depth exactly 0 and hides (0, 0, -1) behind it (depth 2)
+    pts = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [0.5, 0.0, 0.0], [-0.5, 0.0, 0.0]])
+    renderer = DepthRenderer("6", RasterSettings(64, 0.05))
+    frags = renderer.rasterize(pts)
+    zbuf = frags.zbuf[0, :1]
+    assert float(zbuf[0, 31:33, 31:33].max()) == 0.0 and float(frags.zmin[0, 0]) == 0.0  # drawn, as pytorch3d
+    img = renderer(pts)[0, :1]
+    ref = released_norm(zbuf)
+    assert torch.equal(img == 1.0, ref == 1.0) and torch.equal(depth_to_image(zbuf) == 1.0, ref == 1.0)
+    torch.testing.assert_close(img, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(depth_to_image(zbuf), ref, rtol=0, atol=1e-6)
+    assert float(img[0, 31:33, 31:33].min()) == 1.0  # the depth-0 pixels: background (white)
+    assert float(img[0][img[0] < 1].min()) == 0.0  # the minimum moved to the next depth (1: the ±0.5 points)

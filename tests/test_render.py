@@ -20,8 +20,9 @@ from helpers import modelnet10_test, needs_data
 def reference_zbuf(view_points: np.ndarray, size: int, radius: float) -> np.ndarray:
     """Slow reference rasterizer, straight from the definition: loop over every pixel, test every point.
 
-    view_points: (V, N, 3) float32. Pixel (i, j) has NDC centre x = 1-(2j+1)/W, y = 1-(2i+1)/H;
-    it keeps the smallest depth z >= 0 among points with dx² + dy² < r², else -1.
+    view_points: (V, N, 3) float32. Pixel (i, j) has NDC centre x = -1 + (2(W-1-j)+1)/W, y likewise
+    (pytorch3d's kernel on the flipped index, float32); it keeps the smallest depth z >= 0 among points
+    with dx² + dy² < r², else -1.
     """
     vp = view_points.astype(np.float32)
     one, two, S, r2 = np.float32(1), np.float32(2), np.float32(size), np.float32(radius) * np.float32(radius)
@@ -29,9 +30,9 @@ def reference_zbuf(view_points: np.ndarray, size: int, radius: float) -> np.ndar
     for v in range(vp.shape[0]):
         x, y, z = vp[v, :, 0], vp[v, :, 1], vp[v, :, 2]
         for i in range(size):
-            yc = one - (two * np.float32(i) + one) / S
+            yc = -one + (two * np.float32(size - 1 - i) + one) / S
             for j in range(size):
-                xc = one - (two * np.float32(j) + one) / S
+                xc = -one + (two * np.float32(size - 1 - j) + one) / S
                 d2 = (xc - x) ** 2 + (yc - y) ** 2
                 ok = (d2 < r2) & (z >= 0)
                 if ok.any():

@@ -1,10 +1,16 @@
 """Point rasterizer: an orthographic nearest-point z-buffer of small disks.
 
 Matches pytorch3d's ``PointsRasterizer`` with ``points_per_pixel=1`` as CLIP2Point's released
-renderer configures it (Huang et al., ICCV 2023, §3.1): a point covers a pixel when its squared
-NDC distance to the pixel centre is ``< radius²``; points with negative depth are skipped; each
-pixel keeps the smallest depth. NDC +X points to the image's left, +Y up; pixel column ``j`` has
-centre ``x = 1 - (2j + 1)/W`` and row ``i`` has centre ``y = 1 - (2i + 1)/H``.
+renderer configures it (Huang et al., ICCV 2023, §3.1) pixel for pixel, in its float32
+arithmetic: a point covers a pixel when ``dx² + dy² < r²`` (``dx``, ``dy`` its NDC offsets from the
+pixel centre, ``r² = r·r`` in float32); points with negative depth are skipped (depth 0 is drawn);
+each pixel keeps the smallest depth. NDC +X points to the image's left, +Y up: pixel column ``j``
+has centre ``x = -1 + (2(W-1-j) + 1)/W`` and row ``i`` has centre ``y = -1 + (2(H-1-i) + 1)/H``,
+each step rounded to float32 as the kernel's ``PixToNonSquareNdc`` on the flipped index does
+(:func:`pixel_centres`). (Mathematically ``1 - (2j+1)/S``, but that float32 expression differs by
+1 ulp in 104 of 224 columns, which moves a few boundary pixels per 10⁷.) The kernel's ``dx*dx +
+dy*dy`` is taken without a fused multiply-add, as pytorch3d's CPU kernel does (its CUDA build may
+contract it).
 
 Pure torch, batched over shapes and views, no Python loop over points or pixels (only over
 chunks of maps, to bound memory). Each point tests the (2R+1)² pixels around its nearest pixel
@@ -19,19 +25,21 @@ consume.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ..errors import Clip2PointError
 
 __all__ = [
-    "RasterSettings", "Fragments", "rasterize_points", "rasterize_chunks", "BACKGROUND_DEPTH", "MAX_IMAGE_SIZE",
-    "DEFAULT_RADIUS",
+    "RasterSettings", "Fragments", "rasterize_points", "rasterize_chunks", "pixel_centres", "BACKGROUND_DEPTH",
+    "MAX_IMAGE_SIZE", "DEFAULT_RADIUS",
 ]
 
 #: Depth value of pixels no point covers (pytorch3d's ``zbuf`` convention).
@@ -82,6 +90,12 @@ class RasterSettings:
             raise Clip2PointError(f"max_elements must be a positive integer, got {elements!r}")
 
     @property
+    def radius2(self) -> float:
+        """r² as pytorch3d's kernel takes it: the float32 radius squared in float32 (a float32 value)."""
+        r = np.float32(self.radius)
+        return float(r * r)
+
+    @property
     def reach(self) -> int:
         """R: a point can cover pixels at most R rows/columns from its nearest pixel."""
         return max(0, math.ceil(self.radius * self.image_size / 2.0 + 0.5) - 1)
@@ -100,7 +114,9 @@ class Fragments(NamedTuple):
             where no point covers the pixel (+inf in the chunks of :func:`rasterize_chunks`).
         idx: (..., H, W) int64 index, among its shape's N points, of that nearest point (ties: the
             smallest index); −1 where none. None unless asked for (depth shading needs only ``zbuf``).
-        zmin: (...) float32 smallest foreground depth of each map; +inf for an empty map.
+        zmin: (...) float32 smallest depth drawn in each map (≥ 0; +inf for an empty map). A point
+            at depth exactly 0 is drawn (it wins its pixels, zbuf 0); the depth shader then treats
+            such pixels as background, as the released code does (see :mod:`~clip2point.render.shading`).
     """
 
     zbuf: torch.Tensor
@@ -157,36 +173,57 @@ def rasterize_chunks(view_points: torch.Tensor, settings: RasterSettings, zbuf: 
     zmaps = zbuf.view(M, S, S)
     imaps = idx.view(M, S, S) if idx is not None else None
     offs = torch.arange(-settings.reach, settings.reach + 1, device=view_points.device)
+    centres = pixel_centres(S, view_points.device).to(view_points.dtype)
     chunk = settings.maps_per_chunk(N)
     for m0 in range(0, M, chunk):
         zpart = zmaps[m0 : m0 + chunk]
         ipart = imaps[m0 : m0 + chunk] if imaps is not None else None
-        zmin = _rasterize_chunk(flat_points[m0 : m0 + chunk], S, float(settings.radius), offs, zpart.view(-1),
+        zmin = _rasterize_chunk(flat_points[m0 : m0 + chunk], centres, settings.radius2, offs, zpart.view(-1),
                                 None if ipart is None else ipart.view(-1))
         yield Fragments(zpart, ipart, zmin)
 
 
-def _axis_candidates(coord: torch.Tensor, S: int, offs: torch.Tensor):
-    """Per-axis candidate pixel indices (clamped into the image) and squared NDC distances."""
-    centre = torch.round(((1.0 - coord) * S - 1.0) / 2.0).to(torch.int64)  # nearest pixel index
+@functools.lru_cache(maxsize=16)
+def _centres_np(size: int) -> np.ndarray:
+    flipped = np.arange(size - 1, -1, -1).astype(np.float32)  # the kernel's reversed index S-1-j
+    return np.float32(-1.0) + (np.float32(2.0) * flipped + np.float32(1.0)) / np.float32(size)
+
+
+def pixel_centres(size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(S,) float32 NDC centres of pixel columns (rows alike) ``j = 0..S-1``, exactly as pytorch3d's kernel.
+
+    ``-1 + (2(S-1-j) + 1)/S``, each operation rounded to float32 (IEEE division; computed with numpy
+    on the CPU, because CUDA torch divides by a Python scalar through its reciprocal). Column 0
+    is the image's left edge, at NDC ≈ +1 (+X points left).
+    """
+    return torch.from_numpy(_centres_np(int(size))).to(device)
+
+
+def _axis_candidates(coord: torch.Tensor, centres: torch.Tensor, offs: torch.Tensor):
+    """Per-axis candidate pixel indices (clamped into the image) and squared NDC distances (float32, as the kernel)."""
+    S = centres.shape[0]
+    centre = torch.round(((1.0 - coord) * S - 1.0) / 2.0).to(torch.int64)  # nearest pixel index (a window centre)
     idx = centre[..., None] + offs  # (M, N, K)
-    pix_ndc = 1.0 - (2.0 * idx.to(coord.dtype) + 1.0) / S
-    d2 = (pix_ndc - coord[..., None]) ** 2
     outside = (idx < 0) | (idx >= S)
-    return idx.clamp_(0, S - 1), d2.masked_fill_(outside, math.inf)
+    idx.clamp_(0, S - 1)
+    d2 = (centres[idx] - coord[..., None]) ** 2
+    return idx, d2.masked_fill_(outside, math.inf)
 
 
-def _rasterize_chunk(points: torch.Tensor, S: int, radius: float, offs: torch.Tensor, zbuf: torch.Tensor,
+def _rasterize_chunk(points: torch.Tensor, centres: torch.Tensor, radius2: float, offs: torch.Tensor, zbuf: torch.Tensor,
                      idx: torch.Tensor | None) -> torch.Tensor:
-    """Z-buffer m maps of (m, N, 3) points into flat ``zbuf`` (m·S·S,) (+inf background) and ``idx``; zmin (m,)."""
+    """Z-buffer m maps of (m, N, 3) points into flat ``zbuf`` (m·S·S,) (+inf background) and ``idx``; zmin (m,).
+
+    ``centres``: (S,) :func:`pixel_centres` in the points' dtype."""
     m, N, _ = points.shape
+    S = centres.shape[0]
     x, y, z = points.unbind(-1)
-    col, dx2 = _axis_candidates(x, S, offs)
-    row, dy2 = _axis_candidates(y, S, offs)
+    col, dx2 = _axis_candidates(x, centres, offs)
+    row, dy2 = _axis_candidates(y, centres, offs)
     dy2.masked_fill_((z < 0)[..., None], math.inf)  # behind the camera: never drawn
     row_base = (torch.arange(m, device=row.device)[:, None, None] * S + row) * S  # (m, N, K)
     flat = (row_base[..., :, None] + col[..., None, :]).view(-1)  # (m*N*K*K,)
-    hit = (dy2[..., :, None] + dx2[..., None, :]) < radius * radius  # (m, N, K, K)
+    hit = (dy2[..., :, None] + dx2[..., None, :]) < radius2  # (m, N, K, K); radius2 is a float32 value
     src = torch.where(hit, z[..., None, None], math.inf)
     zbuf.fill_(math.inf).scatter_reduce_(0, flat, src.view(-1), reduce="amin", include_self=True)
     if idx is not None:  # the winner: a covering point at the pixel's depth, smallest index on ties
