@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python benchmarks/bench_fewshot.py [--data ../shared/data] [--device cpu|cuda]
                                                   [--limit-test N] [--epochs 100] [--shots 16] [--out DIR]
+                                                  [--precision fp32|bf16|auto] [--val-per-class 4] [--no-plots] [--json]
 
 Reports:
   * wall time split into encoding (train + validation shapes, test shapes), training (all epochs,
@@ -17,6 +18,7 @@ to a few minutes; the report says how many were used.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit-test", type=int, default=FewShotConfig.limit_test, help="class-balanced test shapes (0 = all)")
     ap.add_argument("--gate", default=FewShotConfig.gate, choices=("view", "none"))
     ap.add_argument("--out", default=None, help="run folder (default: a temporary folder)")
+    ap.add_argument("--val-per-class", type=int, default=FewShotConfig.val_per_class)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"), help="encoder weights")
+    ap.add_argument("--no-plots", action="store_true", help="skip the run's figures (curves, gate weights, confusion)")
     ap.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = ap.parse_args(argv)
 
@@ -50,11 +55,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_fewshot_")) / "run"
     t0 = time.perf_counter()
-    backbone = load_backbone(args.model, weights="random", device=args.device)
+    backbone = load_backbone(args.model, weights="random", device=args.device, precision=args.precision)
     t_load = time.perf_counter() - t0
+    more = {"precision": args.precision} if "precision" in {f.name for f in dataclasses.fields(FewShotConfig)} else {}
     cfg = FewShotConfig(dataset="modelnet10", data_dir=str(Path(args.data) / "modelnet10"), out_dir=str(out),
                         shots=args.shots, epochs=args.epochs, gate=args.gate, views="10", limit_test=args.limit_test,
-                        device=args.device, overwrite=True)
+                        val_per_class=args.val_per_class, device=args.device, overwrite=True, plots=not args.no_plots,
+                        **more)
     marks: dict[str, float] = {}
 
     def progress(p) -> None:  # wall-clock marks of the stages
@@ -67,6 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     t1 = time.perf_counter()
     result = run_fewshot(cfg, backbone, progress=progress)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize(args.device)
     wall = time.perf_counter() - t1
     m = result.metrics
 
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     released = m["released_recipe_passes"]
     summary = {
         "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "precision": backbone.precision,
         "model": f"{args.model} (random weights: accuracies are random-init, not CLIP2Point's)",
         "setting": f"ModelNet10, {args.shots}-shot, {args.epochs} epochs, 10 views, gate {args.gate}, paths {m['paths']}, "
                    f"{m['data']['train_shapes']} train / {m['data']['val_shapes']} val / {m['data']['test_shapes']} of "
@@ -106,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(summary))
         return summary
     print(f"\nfew-shot benchmark — {summary['setting']}")
-    print(f"  {summary['model']}; {args.device}, {summary['threads']} threads, torch {summary['torch']}")
+    print(f"  {summary['model']}; {args.device}, {backbone.precision}, {summary['threads']} threads, torch {summary['torch']}")
     print(f"  wall {wall:.1f} s = encode {t['encode_s']:.1f} s (train+val {summary['encode_train_val_s']} s, "
           f"test {summary['encode_test_s']} s) + train {t['train_s']:.1f} s ({summary['train_s_per_epoch'] * 1000:.0f} ms/epoch, "
           f"validation included) + other {summary['other_s']} s (test eval, metrics, plots, checkpoints)")

@@ -10,7 +10,9 @@ can be downloaded on these machines); the compute is identical to OpenAI's ViT-B
 
 * CPU (default): batch 16, fp32; reports pairs/s and the rendering share of the step.
 * ``--device cuda``: bf16 autocast, batch 256 (the released batch) by default; also reports the
-  peak GPU memory of a batch-256 step with and without gradient checkpointing.
+  peak GPU memory of a batch-256 step with and without gradient checkpointing
+  (``torch.cuda.max_memory_allocated``, reset before each measurement).
+* ``--amp bf16|off`` forces autocast on or off (default auto: bf16 on CUDA only, as ``clip2point pretrain``).
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def _sync(device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def bench_step(backbone, device: str, batch: int, steps: int, bf16: bool, grad_ckpt: bool = False) -> dict:
@@ -65,7 +67,8 @@ def bench_step(backbone, device: str, batch: int, steps: int, bf16: bool, grad_c
     raster = RasterSettings(max_elements=64_000_000) if device.startswith("cuda") else RasterSettings()
     times = []
     if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     for i in range(steps + 1):
         _sync(device)
         t = time.perf_counter()
@@ -87,14 +90,14 @@ def bench_step(backbone, device: str, batch: int, steps: int, bf16: bool, grad_c
     out = {"batch": batch, "step_s": step_s, "pairs_per_s": batch / step_s, "render_s": render_s,
            "render_share": render_s / step_s, "loss": metrics["loss"], "bf16": bf16, "grad_checkpointing": grad_ckpt}
     if device.startswith("cuda"):
-        out["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        out["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     del model, opt
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from clip2point.backbone import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,23 +105,26 @@ def main() -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL, help="open_clip architecture (random weights)")
     ap.add_argument("--batch", type=int, default=None, help="pairs per step (default: 16 on CPU, 256 on CUDA)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps after one warm-up (default: 2 on CPU, 10 on CUDA)")
+    ap.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto",
+                    help="bf16 autocast of the training step (auto: on CUDA only)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import torch
 
     from clip2point.backbone import load_backbone
 
     cuda = args.device.startswith("cuda")
+    bf16 = args.amp == "bf16" or (args.amp == "auto" and cuda)
     batch = args.batch or (256 if cuda else 16)
     steps = args.steps or (10 if cuda else 2)
     backbone = load_backbone(args.model, weights="random", device="cpu")
     result = {"device": torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)",
               "model": args.model, "torch": torch.__version__,
-              "step": bench_step(backbone, args.device, batch, steps, bf16=cuda)}
+              "step": bench_step(backbone, args.device, batch, steps, bf16=bf16)}
     if cuda:  # memory of the released batch, with and without gradient checkpointing
-        result["batch256"] = bench_step(backbone, args.device, 256, 2, bf16=True)
-        result["batch256_grad_ckpt"] = bench_step(backbone, args.device, 256, 2, bf16=True, grad_ckpt=True)
+        result["batch256"] = bench_step(backbone, args.device, 256, 2, bf16=bf16)
+        result["batch256_grad_ckpt"] = bench_step(backbone, args.device, 256, 2, bf16=bf16, grad_ckpt=True)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -130,7 +136,8 @@ def main() -> int:
     for key, label in (("batch256", "batch 256"), ("batch256_grad_ckpt", "batch 256 + grad checkpointing")):
         if key in result:
             r = result[key]
-            print(f"  {label}: {r['pairs_per_s']:.0f} pairs/s, peak GPU memory {r['peak_gpu_mem_gib']:.2f} GiB")
+            print(f"  {label}{', bf16' if r['bf16'] else ''}: {r['pairs_per_s']:.0f} pairs/s, "
+                  f"peak GPU memory {r['peak_gpu_mem_gib']:.2f} GiB")
     return 0
 
 

@@ -293,7 +293,7 @@ def test_precision_option_help_and_info(capsys):
 def test_zeroshot_in_bf16_agrees_with_fp32(chair_npy, capsys):
     probs = {}
     for precision in ("fp32", "bf16"):
-        assert main(["-q", "zeroshot", str(chair_npy), "--class-set", "modelnet10", "--json", *TINY,
+        assert main(["-q", "zeroshot", str(chair_npy), "--class-set", "modelnet10", "--json", "--no-cache", *TINY,
                      "--precision", precision]) == 0
         probs[precision] = json.loads(capsys.readouterr().out)["probs"]
     assert probs["bf16"] == pytest.approx(probs["fp32"], abs=0.02) and probs["bf16"] != probs["fp32"]
@@ -314,6 +314,35 @@ def test_eval_compare_precision_on_real_shapes(capsys):
     assert "fp32 vs bf16" in out and "top-1 agreement" in out and "min cosine" in out
 
 
+# ---------------------------------------------------------------------------------------------
+# the persistent view-feature cache: --cache-dir / --no-cache, clip2point cache info|clear (issue 11 item 2)
+
+
+@needs_data
+def test_view_cache_options_and_cache_command(tmp_path, capsys):
+    cache = tmp_path / "views"
+    ev = ["-q", "eval", "--dataset", "modelnet10", "--data-dir", str(DATA / "modelnet10"), "--limit", "4", "--json", *TINY]
+    assert main([*ev, "--no-cache"]) == 0 and main(["cache", "info", "--cache-dir", str(cache)]) == 0
+    first = capsys.readouterr().out.strip().splitlines()
+    assert first[-1] == f"view-feature cache: 0 entries, 0.0 MB of 2.1 GB in {cache}"  # --no-cache wrote nothing
+    assert main([*ev, "--cache-dir", str(cache)]) == 0 and main([*ev, "--cache-dir", str(cache)]) == 0
+    runs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert runs[0]["accuracy"] == runs[1]["accuracy"] and runs[0]["confusion_matrix"] == runs[1]["confusion_matrix"]
+    assert runs[0]["view_cache"]["root"] == str(cache) and (runs[0]["view_cache"]["misses"], runs[0]["view_cache"]["written"]) == (4, 4)
+    assert (runs[1]["view_cache"]["hits"], runs[1]["view_cache"]["misses"]) == (4, 0)  # the re-run encodes nothing
+    assert main(["cache", "info", "--cache-dir", str(cache)]) == 0
+    assert capsys.readouterr().out.startswith("view-feature cache: 4 entries")
+    assert main(["-q", "fewshot", "--dataset", "modelnet10", "--data-dir", str(DATA / "modelnet10"), "--shots", "1",
+                 "--epochs", "1", "--val-per-class", "0", "--limit-test", "10", *TINY, "-o", str(tmp_path / "run"),
+                 "--cache-dir", str(cache), "--json"]) == 0  # few-shot's 10 views are other entries
+    capsys.readouterr()
+    assert main(["cache", "info", "--cache-dir", str(cache)]) == 0
+    assert int(capsys.readouterr().out.split()[2].replace(",", "")) > 4
+    assert main(["cache", "clear", "--cache-dir", str(cache)]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert main(["cache", "info"]) == 0  # default folder: $CLIP2POINT_CACHE_DIR (set per test by _own_view_cache)
+    assert capsys.readouterr().out.endswith(f"in {tmp_path / 'view-cache'}\n")
+
 
 # ---------------------------------------------------------------------------------------------
 # weights import: the authors' released few-shot checkpoint -> a run folder for --adapter (issue 11 item 10)
@@ -333,7 +362,7 @@ def test_weights_import_released_checkpoint_then_classify_with_it(tmp_path, caps
     assert f"--adapter {run}" in out
     folder = RunFolder(run)
     assert folder.classes == ["chair", "table", "lamp"] and folder.config.gate == "none" and folder.depth_encoder_file
-    assert main(["-q", "zeroshot", "examples/points/chair.ply", "--adapter", str(run), "--json"]) == 0
+    assert main(["-q", "zeroshot", "examples/points/chair.ply", "--adapter", str(run), "--json", "--no-cache"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["classes"] == ["chair", "table", "lamp"] and obj["adapter"] == str(run)
     assert main(["-q", *args]) == 2  # a run is there: one line, and --overwrite replaces it

@@ -14,7 +14,7 @@ from ..cliutil import check_output_dir, check_output_file, config_from_args
 from ..pretrain.cli import COMMANDS as PRETRAIN_COMMANDS
 
 __all__ = ["COMMANDS", "PLOT_SUFFIXES", "cmd_info", "cmd_render", "cmd_zeroshot", "cmd_zeroshot_adapter", "cmd_eval",
-           "cmd_fewshot", "cmd_data"]
+           "cmd_fewshot", "cmd_data", "cmd_cache", "cmd_eval_compare_precision"]
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
@@ -114,6 +114,20 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _view_cache(args):
+    """The persistent view-feature cache the options ask for (--cache-dir DIR, default folder), or None (--no-cache)."""
+    if getattr(args, "no_cache", False):
+        return None
+    from ..viewcache import ViewFeatureCache
+
+    return ViewFeatureCache(args.cache_dir)  # None: $CLIP2POINT_CACHE_DIR, else ~/.cache/clip2point/views
+
+
+def _log_cache(cache) -> None:
+    if cache is not None:
+        logging.getLogger("clip2point").info("view-feature cache %s: %s", cache.root, cache.stats.as_dict())
+
+
 def _backbone(args, precision: str | None = None):
     """The backbone the options ask for, in ``precision`` (default: ``--precision``, else the library's default)."""
     from ..backbone import DEFAULT_MODEL, BackboneConfig, load_backbone
@@ -164,7 +178,8 @@ def cmd_zeroshot_adapter(args, run, clouds) -> int:
     """``zeroshot --adapter RUN_DIR``: classify with the run's trained adapter (``run``: its RunFolder)."""
     from ..fewshot import load_adapter
 
-    clf = load_adapter(run.path, _adapter_backbone(args, run), batch_size=args.batch_size * 10)
+    cache = _view_cache(args)
+    clf = load_adapter(run.path, _adapter_backbone(args, run), batch_size=args.batch_size * 10, cache=cache)
     with _progress(args, len(clouds), "adapter") as bar:
         for path, pc in clouds:
             res = clf.predict(pc.points)
@@ -177,6 +192,7 @@ def cmd_zeroshot_adapter(args, run, clouds) -> int:
                 path_a = "depth encoder" if res.paths == "depth+clip" else "path A"
                 print(f"  gate per view (share from {path_a}): " + ", ".join(f"{g:.2f}" for g in res.gate[0].tolist()))
             bar.update(1)
+    _log_cache(cache)
     return 0
 
 
@@ -195,8 +211,9 @@ def cmd_zeroshot(args) -> int:
         return cmd_zeroshot_adapter(args, run, list(_load_inputs(args)))
     classes = _classes(args)
     clouds = list(_load_inputs(args))  # read (and validate) every file before loading the model
+    cache = _view_cache(args)
     clf = ZeroShotClassifier(_backbone(args), classes, args.template, args.views, image_size=args.image_size,
-                             radius=args.radius, batch_size=args.batch_size * int(args.views))
+                             radius=args.radius, batch_size=args.batch_size * int(args.views), cache=cache)
     with _progress(args, len(clouds), "zero-shot") as bar:
         for path, pc in clouds:
             res = clf.predict(pc.points, keep_depth=False)
@@ -208,6 +225,7 @@ def cmd_zeroshot(args) -> int:
                     print(f"  {name:<16s} {prob * 100:6.2f}%  {'█' * round(prob * 30)}")
                 print("  per-view winners: " + ", ".join(res.view_votes()))
             bar.update(1)
+    _log_cache(cache)
     return 0
 
 
@@ -250,17 +268,20 @@ def cmd_eval(args) -> int:
     ds = _eval_dataset(args)
     if args.compare_precision:
         return cmd_eval_compare_precision(args, ds)
+    cache = _view_cache(args)
     clf = ZeroShotClassifier(_backbone(args), ds.class_names, args.template, args.views, image_size=args.image_size,
-                             radius=args.radius, batch_size=args.batch_size * int(args.views))
+                             radius=args.radius, batch_size=args.batch_size * int(args.views), cache=cache)
     with _progress(args, len(ds), f"eval {args.dataset}/{args.split}") as bar:
         res = evaluate_zero_shot(clf, ds, batch_size=args.batch_size, progress=bar.update)
+    _log_cache(cache)
     if args.plot:
         from ..plots import save_confusion_matrix
 
         save_confusion_matrix(res.confusion, res.classes, args.plot,
                               title=f"{args.dataset} {args.split}: zero-shot {res.accuracy * 100:.2f}% ({len(res.labels)} shapes)")
     if args.json:
-        print(json.dumps({"dataset": args.dataset, "split": args.split, "weights": clf.backbone.describe(), **res.as_dict()}))
+        print(json.dumps({"dataset": args.dataset, "split": args.split, "weights": clf.backbone.describe(), **res.as_dict(),
+                          "view_cache": None if cache is None else {"root": str(cache.root), **cache.stats.as_dict()}}))
         return 0
     print(f"{args.dataset} {args.split}: {len(res.labels)} shapes, {clf.backbone.describe()}")
     print(f"  accuracy {res.accuracy * 100:.2f}%   mean class accuracy {res.mean_class_accuracy * 100:.2f}%")
@@ -271,7 +292,7 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _run_with_progress(args, config, backbone, stop):
+def _run_with_progress(args, config, backbone, stop, cache=None):
     """run_fewshot with tqdm bars (encoding per split, epochs with loss/accuracy); the first Ctrl-C
     stops the run cleanly after the current step (status "cancelled", resumable), a second aborts."""
     import signal
@@ -312,7 +333,7 @@ def _run_with_progress(args, config, backbone, stop):
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     try:
-        return run_fewshot(config, backbone, progress=progress, should_stop=stop)
+        return run_fewshot(config, backbone, progress=progress, should_stop=stop, cache=cache)
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
@@ -336,10 +357,12 @@ def cmd_fewshot(args) -> int:
     # bitwise-repeatable kernels for this command only (a library call never flips this process-wide flag)
     previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
+    cache = _view_cache(args)
     try:
-        result = _run_with_progress(args, config, backbone, stop)
+        result = _run_with_progress(args, config, backbone, stop, cache)
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+    _log_cache(cache)
     m = result.metrics
     if args.json:
         print(json.dumps(m))
@@ -427,5 +450,18 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    """``clip2point cache info|clear``."""
+    from ..viewcache import cache_info, clear_cache, default_cache_dir
+
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.cache_command == "info":
+        print(f"view-feature cache: {cache_info(root).describe()}")
+    else:
+        print(f"removed {clear_cache(root):,} entries from {root}")
+    return 0
+
+
 COMMANDS = {"info": cmd_info, "render": cmd_render, "zeroshot": cmd_zeroshot, "eval": cmd_eval, "fewshot": cmd_fewshot,
-            "data": cmd_data, **PRETRAIN_COMMANDS}
+            "data": cmd_data, "cache": cmd_cache,
+            **PRETRAIN_COMMANDS}

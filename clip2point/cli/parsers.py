@@ -25,6 +25,7 @@ examples:
   clip2point fewshot --dataset modelnet10 --data-dir ../shared/data/modelnet10 --shots 16 -o runs/mn10-16
   clip2point zeroshot chair.ply --adapter runs/mn10-16
   clip2point data download modelnet10 -o data/
+  clip2point cache info
 
 weights: without --weights, clip2point looks at $CLIP2POINT_WEIGHTS, then weights/ (ViT-B-32*.pt|.bin|
 .safetensors), then open_clip's cache / download of the 'openai' tag. If none is found it stops and says
@@ -78,6 +79,16 @@ def _add_precision_arg(p: argparse.ArgumentParser, adapter: bool = False) -> Non
                        help=PRECISION_HELP + f" (default: {BackboneConfig.precision}; with --adapter, the run's)")
     else:
         p.add_argument("--precision", choices=PRECISIONS, default=BackboneConfig.precision, help=PRECISION_HELP)
+
+
+def _add_cache_args(p: argparse.ArgumentParser) -> None:
+    """--cache-dir / --no-cache: the persistent view-feature cache (:mod:`clip2point.viewcache`)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--cache-dir", metavar="DIR", default=None,
+                   help="view-feature cache: shapes encoded before with the same encoder, precision, views and render "
+                        "settings are not encoded again (default: $CLIP2POINT_CACHE_DIR, else ~/.cache/clip2point/views; "
+                        "`clip2point cache info|clear`)")
+    g.add_argument("--no-cache", action="store_true", help="neither read nor write the view-feature cache")
 
 
 def _add_backbone_args(p: argparse.ArgumentParser) -> None:
@@ -137,6 +148,7 @@ def _zeroshot_parser(p: argparse.ArgumentParser) -> None:
     _add_render_args(p, "6")
     _add_model_args(p)
     _add_precision_arg(p, adapter=True)
+    _add_cache_args(p)
 
 
 def _eval_parser(p: argparse.ArgumentParser) -> None:
@@ -155,10 +167,11 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--compare-precision", action="store_true",
                    help="run the evaluation in fp32 and in bf16 on the same shapes and report top-1 agreement of the "
-                        "predictions, the largest feature difference and the smallest cosine (--precision is ignored)")
+                        "predictions, the largest feature difference and the smallest cosine (--precision and the view cache are not used)")
     _add_render_args(p, "6")
     _add_model_args(p)
     _add_precision_arg(p)
+    _add_cache_args(p)
 
 
 FEWSHOT_EPILOG = """\
@@ -198,6 +211,7 @@ def _fewshot_parser(p: argparse.ArgumentParser) -> None:
     _add_backbone_args(p)
     if not has_config_flag(FewShotConfig, "precision"):  # until FewShotConfig carries it (then it comes from there)
         _add_precision_arg(p)
+    _add_cache_args(p)
 
 
 def _data_parser(p: argparse.ArgumentParser) -> None:
@@ -209,6 +223,21 @@ def _data_parser(p: argparse.ArgumentParser) -> None:
     d.add_argument("-o", "--out-dir", default="data", help="where to unzip")
 
 
+CACHE_DIR_HELP = "the cache folder (default: $CLIP2POINT_CACHE_DIR, else ~/.cache/clip2point/views)"
+
+
+def _cache_parser(p: argparse.ArgumentParser) -> None:
+    p.description = ("The persistent view-feature cache: features of each shape's views, keyed by the encoder (model, "
+                     "weights, precision), the view set and render settings and the shape's points, shared by eval, "
+                     "zeroshot, fewshot and the app (see --cache-dir / --no-cache there). Bounded in size: the least "
+                     "recently used entries go first.")
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    for name, help_text in (("info", "how many entries and bytes the cache holds"),
+                            ("clear", "delete every entry (the folder stays)")):
+        c = csub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        c.add_argument("--cache-dir", metavar="DIR", default=None, help=CACHE_DIR_HELP)
+
+
 #: sub-command → (one-line help, function adding its options to its parser)
 PARSERS = {
     "info": ("versions, device, and which weights were found where", _info_parser),
@@ -217,6 +246,7 @@ PARSERS = {
     "eval": ("zero-shot accuracy on ModelNet10/40 (accuracy, per-class, confusion matrix)", _eval_parser),
     "fewshot": ("few-shot training of the Gated Dual-Path Adapter on ModelNet10/40", _fewshot_parser),
     "data": ("datasets: download ModelNet10/40", _data_parser),
+    "cache": ("the persistent view-feature cache: info, clear", _cache_parser),
     **PRETRAIN_PARSERS,  # pretrain, weights export
 }
 
