@@ -136,6 +136,21 @@ def test_adapter_input_defaults_release_and_old_runs_stay_normalized(tmp_path):
         FewShotConfig(out_dir="x", adapter_input="unit").validate()
 
 
+
+def test_resuming_a_run_written_before_the_fields_keeps_what_it_did(tmp_path):
+    from clip2point.checkpoints import write_json_atomic
+    from clip2point.fewshot.rundir import legacy_resume_config, prepare_run_dir
+
+    run = tmp_path / "old-run"
+    old = {k: v for k, v in FewShotConfig(out_dir=str(run)).to_dict().items() if k not in ("adapter_input", "prompt_style")}
+    write_json_atomic(run / "config.json", {"fewshot": old, "gdpa": {"views": 10, "dim": 512, "num_classes": 10},
+                                            "classes": list(MODELNET10_SPACED)})
+    resumed = legacy_resume_config(FewShotConfig(out_dir=str(run), resume=True))
+    assert (resumed.adapter_input, resumed.prompt_style) == ("normalized", "spaced")
+    assert prepare_run_dir(resumed) == (run, True)  # not refused as a change of settings
+    fresh = FewShotConfig(out_dir=str(run))
+    assert legacy_resume_config(fresh) is fresh  # not resuming: the config as given
+
 # ---------------------------------------------------------------------------- item 10: the authors' DPA checkpoints
 
 TEN_ELEV = (0, 90, 180, 270, 225, 225, 315, 315, 0, 0)
