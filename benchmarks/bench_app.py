@@ -16,6 +16,18 @@ and a warm-up request has been served.
 (b) Load. ``--clients`` threads, each with its own ``gradio_client.Client``, send ``--requests``
     ``/classify`` requests each (a real ModelNet10 test shape if ``../shared/data`` exists, else an
     example; ModelNet40 classes; 6 views) → p50/p95 latency, throughput, failures.
+
+The app runs with ``--no-cache`` unless ``--cache`` is given (then with an empty temporary cache
+folder): (b) sends one shape again and again, which the view-feature cache would serve without
+encoding after the first request.
+
+Compare app settings (b only), back to back in one run, so a busy machine's drift hits every
+setting alike (``--rounds 2`` repeats them in reverse order; ratios are to the first setting)::
+
+    .venv/bin/python benchmarks/bench_app.py --compare fp32:1,fp32:64,bf16:1,bf16:64 --rounds 2
+
+Each ``PRECISION:N`` is one app server started with ``--precision PRECISION --batch-images N``
+(N = 1: one request per encoder pass; larger: concurrent requests' views in one pass).
 """
 from __future__ import annotations
 
@@ -266,6 +278,64 @@ def bench_b(server: AppServer, shape: Path, args: argparse.Namespace, classes: s
     print(f"    failures {len(c['failures'])} / {c['total']}" + (f" (first: {c['failures'][0]})" if c["failures"] else ""))
 
 
+def start_server(app_args: list[str], shape: Path, classes: str,
+                 log_name: str = "bench_app_server.log") -> tuple[AppServer, float]:
+    """An app server with the model loaded and one /classify served: (server, seconds to get there)."""
+    from gradio_client import Client, handle_file
+
+    server = AppServer(app_args, log_name)
+    t0 = time.perf_counter()
+    try:
+        server.wait()
+        Client(server.url, verbose=False).predict(handle_file(str(shape)), classes, api_name="/classify")
+    except BaseException:
+        server.stop()
+        raise
+    return server, time.perf_counter() - t0
+
+
+def parse_settings(text: str) -> list[tuple[str, int]]:
+    """"fp32:1,bf16:64" → [("fp32", 1), ("bf16", 64)] (precision, batch images)."""
+    out = []
+    for item in text.split(","):
+        precision, _, n = item.strip().partition(":")
+        if precision not in ("fp32", "bf16", "auto") or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--compare: {item!r} is not PRECISION:N (fp32|bf16|auto, N >= 1)")
+        out.append((precision, int(n)))
+    return out
+
+
+def bench_compare(app_args: list[str], shape: Path, args: argparse.Namespace, classes: str) -> None:
+    """(b) once per app setting, ``--rounds`` times (alternating order); a table with ratios to the first."""
+    settings = parse_settings(args.compare)
+    runs: dict[tuple[str, int], list[dict]] = {s: [] for s in settings}
+    for r in range(args.rounds):
+        for precision, n in (settings if r % 2 == 0 else settings[::-1]):
+            server, up = start_server(app_args + ["--precision", precision, "--batch-images", str(n)], shape, classes,
+                                      f"bench_app_server_{precision}_{n}_{r + 1}.log")
+            try:
+                c = bench_concurrent(server, shape, args.clients, args.requests, classes)
+            finally:
+                server.stop()
+            lat = c["latencies"]
+            c.update(p50=_percentile(lat, 0.5), p95=_percentile(lat, 0.95), rps=len(lat) / c["wall"],
+                     load=os.getloadavg()[0])
+            runs[precision, n].append(c)
+            first = f" (first: {c['failures'][0][:200]})" if c["failures"] else ""
+            print(f"  round {r + 1} {precision} batch {n}: up in {up:.0f} s · p50 {c['p50']:.2f} s · p95 "
+                  f"{c['p95']:.2f} s · {c['rps']:.2f} req/s · failures {len(c['failures'])}/{c['total']}{first} · "
+                  f"load {c['load']:.1f}", flush=True)
+    print(f"\n(b) {args.clients} concurrent clients × {args.requests} /classify ({shape.name}, 40 classes, 6 views); "
+          f"median over {args.rounds} round(s); ratios to {settings[0][0]} batch {settings[0][1]}")
+    base = {k: statistics.median(c[k] for c in runs[settings[0]]) for k in ("p50", "p95", "rps")}
+    print(f"    {'setting':<16}{'p50 s':>8}{'p95 s':>8}{'req/s':>8}{'fail':>6}   p50 ×   p95 ×  req/s ×")
+    for s in settings:
+        med = {k: statistics.median(c[k] for c in runs[s]) for k in ("p50", "p95", "rps")}
+        fails = sum(len(c["failures"]) for c in runs[s])
+        print(f"    {s[0] + ' batch ' + str(s[1]):<16}{med['p50']:>8.2f}{med['p95']:>8.2f}{med['rps']:>8.2f}{fails:>6}"
+              f"   {med['p50'] / base['p50']:5.2f}   {med['p95'] / base['p95']:5.2f}   {med['rps'] / base['rps']:6.2f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="ViT-B-32")
@@ -278,6 +348,15 @@ def main(argv=None) -> None:
     p.add_argument("--no-browser", action="store_true", help="skip the on-screen (Playwright) timing")
     p.add_argument("--only", choices=["a", "b"], help="run only part (a) or (b)")
     p.add_argument("--batch-images", type=int, default=None, help="passed to the app (default: the app's)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
+                   help="passed to the app (default: the app's)")
+    p.add_argument("--compare", metavar="PRECISION:N,...", default=None,
+                   help="(b) only, once per app setting, back to back: e.g. fp32:1,fp32:64,bf16:1,bf16:64 "
+                        "(--precision, --batch-images of each server)")
+    p.add_argument("--rounds", type=int, default=1, help="with --compare: repeat the settings, alternating order")
+    p.add_argument("--cache", action="store_true",
+                   help="give the app a (new, temporary) view-feature cache; default --no-cache: every request "
+                        "encodes (the load test sends one shape, which the cache would serve after the first request)")
     p.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = p.parse_args(argv)
 
@@ -287,29 +366,34 @@ def main(argv=None) -> None:
     print(f"clip2point app benchmark · {args.model} · device {args.device} · {os.cpu_count()} CPU cores · "
           f"load average before: {os.getloadavg()[0]:.2f} (other processes compete for the cores when it is > 0.5)")
     app_args = ["--model", args.model, "--device", args.device]
+    cache_dir = Path(tempfile.mkdtemp(prefix="bench_app_cache_")) if args.cache else None
+    app_args += ["--cache-dir", str(cache_dir)] if cache_dir else ["--no-cache"]
     if args.weights:
         app_args += ["--weights", args.weights]
-    if args.batch_images:
-        app_args += ["--batch-images", str(args.batch_images)]
-    server = AppServer(app_args)
     folder = Path(tempfile.mkdtemp(prefix="bench_app_"))
     try:
-        t0 = time.perf_counter()
-        server.wait()
-        from gradio_client import Client, handle_file
-
         shape = write_classify_shape(folder)
-        Client(server.url, verbose=False).predict(handle_file(str(shape)), classes, api_name="/classify")  # model loaded
-        print(f"server up and model loaded in {time.perf_counter() - t0:.1f} s (python -m ui.app, then one /classify)")
-
-        if args.only != "b":
-            bench_a(server, folder, args, classes)
-        if args.only != "a":
-            bench_b(server, shape, args, classes)
+        if args.compare:
+            bench_compare(app_args, shape, args, classes)
+        else:
+            if args.batch_images:
+                app_args += ["--batch-images", str(args.batch_images)]
+            if args.precision:
+                app_args += ["--precision", args.precision]
+            server, up = start_server(app_args, shape, classes)
+            print(f"server up and model loaded in {up:.1f} s (python -m ui.app, then one /classify)")
+            try:
+                if args.only != "b":
+                    bench_a(server, folder, args, classes)
+                if args.only != "a":
+                    bench_b(server, shape, args, classes)
+            finally:
+                server.stop()
         print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     finally:
-        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        if cache_dir is not None:
+            shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

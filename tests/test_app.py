@@ -22,6 +22,7 @@ import torch
 from clip2point.errors import CheckpointError, Clip2PointError, PointCloudFileError, UnknownClassSetError
 from clip2point.io import convert_up_axis, load_point_cloud
 from clip2point.render import render_depth
+from clip2point.viewcache import ViewFeatureCache
 from clip2point.weights import save_state_dict_atomic
 from clip2point.zeroshot import ZeroShotClassifier
 from ui import figures
@@ -216,6 +217,71 @@ def test_precision_is_part_of_the_spec_and_the_banner_says_why(registry):
     assert "<b>Precision</b> bf16 " in figures.weights_banner_html(s16.weights_status())
     assert "<b>Precision</b> fp32 " in figures.weights_banner_html(s32.weights_status())
     assert sauto.model() is (s16 if auto.key[3] == "bf16" else s32).model(), "auto shares the backbone of its dtype"
+
+
+def test_a_shape_encoded_before_costs_no_encoding_in_a_new_session(tmp_path):
+    reg = ModelRegistry(ViewFeatureCache(tmp_path / "views"))
+    encoded: list[int] = []  # images through the CLIP tower
+    reg.model(TINY).backbone.model.visual.register_forward_hook(lambda _m, args, _out: encoded.append(len(args[0])))
+
+    def open_chair(session: Session):
+        session.load(ShapeSource.example("chair"))
+        session.render("6", images=False)
+        return session.classify("chair, table, lamp")
+
+    first = open_chair(Session(TINY, reg))
+    assert sum(encoded) == 6 and reg.view_cache.info().entries == 1
+    again = Session(TINY, reg)
+    second = open_chair(again)
+    assert sum(encoded) == 6, "the second load of the same shape in a new Session must encode 0 images"
+    assert again.counters["encode"] == 0 and again.counters["cached"] == 1 and "cached features" in again.seconds
+    assert torch.equal(second.view_logits, first.view_logits) and torch.equal(second.probs, first.probs)
+    open_chair(Session(TINY, reg, cache=False))  # no cache: encodes
+    assert sum(encoded) == 12 and reg.view_cache.stats.hits == 1
+    other = Session(TINY, reg)
+    other.load(ShapeSource.example("chair"), num_points=512)  # other points: another entry
+    other.render("6", images=False)
+    other.classify("chair, table")
+    assert sum(encoded) == 18 and reg.view_cache.info().entries == 2
+    bf16 = Session(ModelSpec(*TINY.key[:3], precision="bf16"), reg)  # the precision is part of the key
+    open_chair(bf16)
+    assert bf16.counters["encode"] == 1 and reg.view_cache.info().entries == 3
+    assert open_chair(Session(TINY, ModelRegistry())).probs.shape == (1, 3)  # a registry without a cache still works
+
+
+def test_depth_encoder_features_are_cached_by_file_content(tmp_path):
+    reg = ModelRegistry(ViewFeatureCache(tmp_path / "views"))
+    visual = reg.model(TINY).backbone.model.visual
+    g = torch.Generator().manual_seed(1)
+    sd = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in visual.state_dict().items()}
+    path = save_state_dict_atomic(sd, tmp_path / "enc.safetensors")
+    results = []
+    for _ in range(2):
+        s = Session(TINY, reg)
+        s.load(ShapeSource.example("lamp"))
+        s.load_depth_encoder(path)
+        s.render("6", images=False)
+        results.append((s.classify("lamp, chair").view_logits, dict(s.counters)))
+    assert results[0][1]["encode"] == 1 and results[1][1].get("encode", 0) == 0 and results[1][1]["cached"] == 1
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    clip = Session(TINY, reg)  # the CLIP tower's features of the same shape are another entry
+    clip.load(ShapeSource.example("lamp"))
+    clip.render("6", images=False)
+    clip.classify("lamp, chair")
+    assert clip.counters["encode"] == 1 and not torch.equal(clip.result.view_logits, results[0][0])
+
+
+def test_app_cache_options(tmp_path):
+    from ui.app import configure_registry, parse_args
+
+    reg = ModelRegistry()
+    configure_registry(parse_args(["--weights", "random", "--cache-dir", str(tmp_path / "c")]), reg)
+    assert reg.view_cache is not None and reg.view_cache.root == tmp_path / "c"
+    assert reg.batcher.max_images >= 1
+    configure_registry(parse_args(["--weights", "random", "--no-cache", "--batch-images", "5"]), reg)
+    assert reg.view_cache is None and reg.batcher.max_images == 5
+    with pytest.raises(SystemExit):
+        parse_args(["--no-cache", "--cache-dir", str(tmp_path)])
 
 
 def test_encode_batcher_batches_concurrent_requests_and_keeps_errors_apart():

@@ -362,7 +362,7 @@ def test_run_caps_per_session_and_per_server(app):
 def test_run_pool_refuses_beyond_its_caps_without_starting_anything(monkeypatch, tmp_path):
     started = []
 
-    def fake_run(config, backbone, progress=None, should_stop=None):
+    def fake_run(config, backbone, progress=None, should_stop=None, cache=None):
         started.append(config.out_dir)
         while not should_stop.is_set():
             time.sleep(0.01)
@@ -429,7 +429,7 @@ def test_stop_takes_effect_within_one_batch(registry, tmp_path):
 
 
 def test_failed_runs_log_a_traceback_and_user_errors_one_line(monkeypatch, tmp_path, caplog):
-    def broken(config, backbone, progress=None, should_stop=None):
+    def broken(config, backbone, progress=None, should_stop=None, cache=None):
         raise RuntimeError("boom in the trainer")
 
     monkeypatch.setattr(runs_module, "run_fewshot", broken)
@@ -441,7 +441,7 @@ def test_failed_runs_log_a_traceback_and_user_errors_one_line(monkeypatch, tmp_p
     assert err.exc_info is not None and "boom in the trainer" in str(err.exc_info[1])
     caplog.clear()
 
-    def user_error(config, backbone, progress=None, should_stop=None):
+    def user_error(config, backbone, progress=None, should_stop=None, cache=None):
         raise Clip2PointError("shots must be one of 1, 2, 4, 8, 16")
 
     monkeypatch.setattr(runs_module, "run_fewshot", user_error)

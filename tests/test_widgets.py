@@ -14,9 +14,10 @@ pytest.importorskip("ipywidgets")
 
 from clip2point.errors import Clip2PointError  # noqa: E402
 from clip2point.fewshot import FewShotConfig  # noqa: E402
+from clip2point.viewcache import ViewFeatureCache  # noqa: E402
 from helpers import DATA  # noqa: E402
 from ui.runs import FewShotRunner, RunState  # noqa: E402
-from ui.registry import ModelRegistry, ModelSpec  # noqa: E402
+from ui.registry import REGISTRY, ModelRegistry, ModelSpec  # noqa: E402
 from ui.session import Session  # noqa: E402
 from ui.widgets import (FewShotPanel, GateViewer, ShapeExplorer, ZeroShotPanel,  # noqa: E402
                         gate_weights_figure, training_curves_figure)
@@ -30,6 +31,15 @@ def tiny_config(out: Path, **kw) -> FewShotConfig:
     base = dict(dataset="modelnet10", data_dir=str(MN10), out_dir=str(out), shots=1, epochs=3, val_per_class=1,
                 limit_test=10, num_points=256, plots=False)
     return FewShotConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_view_cache(tmp_path_factory):
+    """The widgets' shared registry gets an empty persistent view-feature cache of its own (not ~/.cache)."""
+    old = REGISTRY.view_cache
+    REGISTRY.view_cache = ViewFeatureCache(tmp_path_factory.mktemp("views"))
+    yield REGISTRY.view_cache
+    REGISTRY.view_cache = old
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +118,17 @@ def test_zero_shot_panel_on_a_plain_session():
         ZeroShotPanel()
     panel = ZeroShotPanel(session=session, classes="chair, lamp")
     assert not panel.score() and "no shape" in panel.error
+
+
+def test_a_shape_seen_before_is_read_from_the_view_cache(own_view_cache):
+    first = ZeroShotPanel(ShapeExplorer(SPEC, example="lamp"), classes="lamp, chair")
+    assert first.session.counters["encode"] == 1 and first.session.view_cache is own_view_cache
+    second = ZeroShotPanel(ShapeExplorer(SPEC, example="lamp"), classes="lamp, chair")  # a new session
+    assert second.session.counters["encode"] == 0 and second.session.counters["cached"] == 1
+    assert second.probabilities == first.probabilities
+    third = ZeroShotPanel(ShapeExplorer(SPEC, example="lamp", cache=False), classes="lamp, chair")
+    assert third.session.counters["encode"] == 1 and third.session.view_cache is None
+    assert FewShotPanel(SPEC).cache is own_view_cache and FewShotPanel(SPEC, cache=False).cache is None
 
 
 def test_widgets_take_a_precision():

@@ -31,6 +31,7 @@ from typing import Any
 import gradio as gr
 
 from clip2point.errors import Clip2PointError
+from clip2point.viewcache import ViewFeatureCache
 from ui import figures, results
 from ui.defaults import DEFAULT_CLASS_SET, DEFAULT_MODEL, DEFAULT_PRECISION, DEFAULT_TEMPLATE, PRECISIONS, REPO_ROOT
 from ui.limits import AppLimits
@@ -42,7 +43,7 @@ from ui.tabs.common import AppContext, Page
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_app", "main", "parse_args", "Clip2PointApp", "MAX_FILE_SIZE", "CONCURRENCY_LIMIT", "AppLimits",
+__all__ = ["build_app", "main", "parse_args", "configure_registry", "default_batch_images", "Clip2PointApp", "MAX_FILE_SIZE", "CONCURRENCY_LIMIT", "AppLimits",
            "FEWSHOT_RUNS_DIR", "THEME", "APP_CSS"]
 
 #: gradio's upload limit (``AppLimits.max_file_mb`` of the default limits).
@@ -50,6 +51,12 @@ MAX_FILE_SIZE = f"{AppLimits().max_file_mb}mb"
 #: Heavy events (load + render + encode) handled at once; more queue. Loading and rendering run
 #: in parallel; encoder passes go one at a time through ``ui.batcher.EncodeBatcher`` (batched on GPUs).
 CONCURRENCY_LIMIT = 8
+def default_batch_images(device: str) -> int:
+    """Most depth images one encoder pass takes when concurrent requests queue (``--batch-images``):
+    64 on CUDA, 1 (one request per pass) on CPU (``benchmarks/bench_app.py --compare``)."""
+    return 64 if resolve_device(device).startswith("cuda") else 1
+
+
 #: Where the app's few-shot runs go (one ``<timestamp>`` folder per run; gitignored).
 FEWSHOT_RUNS_DIR = REPO_ROOT / "runs" / "app"
 
@@ -242,6 +249,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="most depth images encoded in one pass when requests arrive together (default: 64 on CUDA, "
                         "1 = one request per pass on CPU, which kept tail latency lower there)")
     p.add_argument("--no-warmup", action="store_true", help="do not load the model in the background at start-up")
+    c = p.add_mutually_exclusive_group()
+    c.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="persistent view-feature cache: a shape encoded before (by the app, the command line or a "
+                        "notebook) with the same encoder, weights, precision, views and render settings is not encoded "
+                        "again (default: $CLIP2POINT_CACHE_DIR, else ~/.cache/clip2point/views; "
+                        "`clip2point cache info|clear`)")
+    c.add_argument("--no-cache", action="store_true", help="neither read nor write the view-feature cache")
     d = AppLimits()
     g = p.add_argument_group("limits (every request is checked against them on the server; see ui.limits.AppLimits)")
     g.add_argument("--load-timeout", type=float, default=d.load_timeout_s, metavar="SECONDS",
@@ -288,13 +302,23 @@ def _warm_up(spec: ModelSpec, registry: ModelRegistry) -> None:
         log.exception("background model load failed")
 
 
+def configure_registry(args: argparse.Namespace, registry: ModelRegistry = REGISTRY) -> None:
+    """Apply the server-wide options of :func:`parse_args` to ``registry``: the encode batcher's
+    ``--batch-images`` (default: :func:`default_batch_images`) and the view-feature cache
+    (``--cache-dir`` / ``--no-cache``)."""
+    if args.batch_images is None:
+        args.batch_images = default_batch_images(args.device)
+    registry.batcher.max_images = max(1, args.batch_images)
+    registry.view_cache = None if args.no_cache else ViewFeatureCache(args.cache_dir)
+    if registry.view_cache is not None:
+        log.info("view-feature cache: %s", registry.view_cache.info().describe())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m ui.app``."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.batch_images is None:
-        args.batch_images = 64 if resolve_device(args.device).startswith("cuda") else 1
-    REGISTRY.batcher.max_images = max(1, args.batch_images)
+    configure_registry(args)
     demo = build_app(args.model, args.weights, args.device, args.data_dir, args.depth_encoder,
                      concurrency_limit=args.concurrency, runs_dir=args.runs_dir, limits=args.limits,
                      precision=args.precision)

@@ -5,7 +5,8 @@
   (:class:`DepthEncoderHandle`, keyed by file content) and ModelNet datasets are loaded **once,
   lazily**, behind a lock, and shared by every session. Text features are cached by the
   backbone itself.
-* :attr:`ModelRegistry.batcher` — the :class:`~ui.batcher.EncodeBatcher` every session's encodes go through.
+* :attr:`ModelRegistry.batcher` — the :class:`~ui.batcher.EncodeBatcher` every session's encodes go through;
+  :attr:`ModelRegistry.view_cache` — the persistent view-feature cache (``clip2point.viewcache``) they read first.
 * :func:`probe_weights` and :meth:`ModelRegistry.weights_status` — where the weights come from,
   without loading them (:class:`WeightsStatus`, what the app's banner says).
 * :func:`warm_up` — pay the one-time costs before the first request.
@@ -28,6 +29,7 @@ import torch
 
 from clip2point.checkpoints import file_digest
 from clip2point.errors import CheckpointError, Clip2PointError, WeightsNotFoundError
+from clip2point.viewcache import ViewFeatureCache
 from ui.batcher import EncodeBatcher
 from ui.defaults import DEFAULT_MODEL, DEFAULT_PRECISION, DEFAULT_TEMPLATE, PRECISIONS
 from ui.loading import IMAGE_VIEW_POINTS
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Progress", "no_progress", "resolve_device", "ModelSpec", "LoadedModel", "DepthEncoderHandle", "WeightsStatus",
     "probe_weights", "describe_weights", "DATASET_SHAPE_CACHE", "ModelRegistry",
-    "REGISTRY", "warm_up",
+    "REGISTRY", "warm_up", "choose_view_cache",
 ]
 
 #: ``progress(fraction in [0, 1], message)``; front ends adapt it to their progress widget.
@@ -123,12 +125,19 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class DepthEncoderHandle:
-    """A CLIP2Point depth encoder loaded for one backbone (shared, keyed by file content)."""
+    """A CLIP2Point depth encoder loaded for one backbone (shared, keyed by file content).
+
+    Attributes:
+        module: the encoder (the backbone's dtype and device). name, path: its file. digest: its content.
+        backbone: the CLIP backbone paired with it (``ClipBackbone.with_depth_encoder``: shares the
+            CLIP model; what the persistent view-feature cache keys the "depth" tower by), or None.
+    """
 
     module: torch.nn.Module
     name: str
     path: str
     digest: str
+    backbone: object | None = None
 
 
 @dataclass(frozen=True)
@@ -232,9 +241,17 @@ class ModelRegistry:
     Backbones are keyed by :attr:`ModelSpec.key`, depth encoders by (backbone, file content),
     datasets by (folder, name, split, up). Each is built once, on first use; concurrent first
     requests for the same object wait for one load instead of loading twice.
+
+    Args:
+        view_cache: the persistent view-feature cache of its sessions (:data:`REGISTRY`'s is
+            ``ViewFeatureCache()``: ``$CLIP2POINT_CACHE_DIR``, else ``~/.cache/clip2point/views``);
+            None (the default): sessions encode every shape they have not encoded themselves.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, view_cache: ViewFeatureCache | None = None) -> None:
+        #: the persistent view-feature cache every session of this registry reads and fills
+        #: (``clip2point.viewcache``; the app's ``--cache-dir`` / ``--no-cache``), or None.
+        self.view_cache = view_cache
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._models: dict[tuple, LoadedModel] = {}
@@ -301,8 +318,6 @@ class ModelRegistry:
         Raises:
             CheckpointError: unreadable file or one that does not fit the backbone.
         """
-        from clip2point.backbone import load_depth_encoder
-
         if not Path(path).is_file():
             raise CheckpointError(f"depth encoder file {path} not found; check the path")
         try:
@@ -313,8 +328,8 @@ class ModelRegistry:
         model = self.model(spec)
 
         def build() -> DepthEncoderHandle:
-            module = load_depth_encoder(path, model.backbone.model.visual).to(model.backbone.device)
-            return DepthEncoderHandle(module, Path(path).name, str(path), digest)
+            paired = model.backbone.with_depth_encoder(os.path.realpath(path))  # the backbone's dtype and device
+            return DepthEncoderHandle(paired.depth_encoder, Path(path).name, str(path), digest, paired)
 
         return self._get(self._depth, (spec.key, digest), build, "depth_encoder")
 
@@ -391,8 +406,16 @@ class ModelRegistry:
             self.loads.clear()
 
 
-#: The registry every session shares unless given another one.
-REGISTRY = ModelRegistry()
+def choose_view_cache(cache: ViewFeatureCache | bool | None, registry: ModelRegistry) -> ViewFeatureCache | None:
+    """A front end's ``cache=`` argument as a cache: True → ``registry.view_cache``; False/None → no
+    cache; a :class:`~clip2point.viewcache.ViewFeatureCache` → itself."""
+    if cache is True:
+        return registry.view_cache
+    return cache or None
+
+
+#: The registry every session shares unless given another one (with the default persistent view-feature cache).
+REGISTRY = ModelRegistry(ViewFeatureCache())
 
 
 def warm_up(spec: ModelSpec, registry: ModelRegistry = REGISTRY, classes: Sequence[str] = (),

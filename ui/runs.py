@@ -30,6 +30,7 @@ from pathlib import Path
 from clip2point.errors import Clip2PointError
 from clip2point.fewshot import FewShotConfig, Progress, RunResult, run_fewshot
 from clip2point.fewshot.rundir import GateWeights
+from clip2point.viewcache import ViewFeatureCache
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +105,15 @@ class FewShotRunner:
         backbone: the frozen :class:`~clip2point.backbone.ClipBackbone`.
         on_update: called with a :class:`RunState` snapshot on every progress report and when the
             run ends (from the worker thread; exceptions it raises are logged, never fatal).
+        cache: the persistent view-feature cache (``clip2point.viewcache``): shapes encoded before
+            (another seed or gate of the same dataset) are not encoded again; None: encode all.
     """
 
-    def __init__(self, config: FewShotConfig, backbone, on_update: Callable[[RunState], None] | None = None) -> None:
+    def __init__(self, config: FewShotConfig, backbone, on_update: Callable[[RunState], None] | None = None,
+                 cache: ViewFeatureCache | None = None) -> None:
         self.config = copy.deepcopy(config)
         self.backbone = backbone
+        self.cache = cache
         self.on_update = on_update
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -171,7 +176,8 @@ class FewShotRunner:
 
     def _work(self) -> None:
         try:
-            result = run_fewshot(self.config, self.backbone, progress=self._progress, should_stop=self._stop)
+            result = run_fewshot(self.config, self.backbone, progress=self._progress, should_stop=self._stop,
+                                 cache=self.cache)
         except BaseException as err:  # noqa: BLE001 - reported in the state
             if isinstance(err, Clip2PointError):  # a user error: one line says it all
                 log.warning("few-shot run %s failed: %s", self.config.out_dir, err)
@@ -220,8 +226,9 @@ class RunPool:
         self._runs = [(o, r) for o, r in self._runs if r.running]
 
     def start(self, owner: str, config: FewShotConfig, backbone,
-              on_update: Callable[[RunState], None] | None = None) -> FewShotRunner:
-        """Start a run for ``owner`` (its :class:`FewShotRunner`, already running).
+              on_update: Callable[[RunState], None] | None = None,
+              cache: ViewFeatureCache | None = None) -> FewShotRunner:
+        """Start a run for ``owner`` (its :class:`FewShotRunner`, already running; ``cache``: see there).
 
         Raises:
             RunLimitError: the owner or the server already runs as many runs as allowed.
@@ -237,7 +244,7 @@ class RunPool:
                 raise RunLimitError(
                     f"the server is already training {len(self._runs)} few-shot runs, its limit; try again when one "
                     "ends (the operator sets it with --max-runs)")
-            runner = FewShotRunner(config, backbone, on_update)
+            runner = FewShotRunner(config, backbone, on_update, cache)
             runner.owner = owner
             runner.start()
             self._runs.append((owner, runner))

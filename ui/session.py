@@ -7,7 +7,10 @@ scripts) drives the same objects:
   :class:`~ui.shapes.RenderedViews` (depth maps + CLIP image views from the same cameras) and a
   small cache of encoded view features, so changing the classes or the prompt re-scores without
   re-rendering or re-encoding anything (CLIP2Point zero-shot, Huang et al., ICCV 2023, §4.2:
-  per-view logits summed over views). Heavy objects come from the shared
+  per-view logits summed over views). A shape another session (or an earlier run of the app,
+  the CLI, a notebook) already encoded with the same encoder, weights, precision, views and
+  render settings is read from the persistent view-feature cache (``clip2point.viewcache``,
+  ``registry.view_cache``) instead of encoded. Heavy objects come from the shared
   :data:`~ui.registry.REGISTRY`; a Session built with the app's :class:`~ui.limits.AppLimits`
   checks every request against them, and uploads are then read by
   :func:`ui.loading.read_file_shape` in a time- and memory-limited child process.
@@ -30,12 +33,14 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from clip2point.backbone import model_image_size
 from clip2point.classes import parse_classes
 from clip2point.errors import Clip2PointError, PointCloudFileError
+from clip2point.viewcache import ViewFeatureCache, shape_digest
 from ui.batcher import EncodeBatcher
 from ui.defaults import (
     DEFAULT_CLASS_SET,
@@ -60,6 +65,7 @@ from ui.registry import (
     ModelSpec,
     Progress,
     WeightsStatus,
+    choose_view_cache,
     no_progress,
     probe_weights,
     resolve_device,
@@ -84,7 +90,7 @@ from ui.shapes import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Session", "classify_file", "encode_views", "score_features", "FEATURE_CACHE_SIZE",
+    "Session", "CacheLookup", "classify_file", "encode_views", "score_features", "FEATURE_CACHE_SIZE",
     # re-exported from ui.defaults, ui.limits, ui.registry and ui.shapes (their homes)
     "REPO_ROOT", "EXAMPLES_DIR", "DEFAULT_EXAMPLE", "DEFAULT_MODEL", "DEFAULT_TEMPLATE", "DEFAULT_NUM_POINTS",
     "DEFAULT_VIEWS", "DEFAULT_RADIUS", "DEFAULT_CLASS_SET", "VIEW_SETS", "ENCODERS", "CLASS_PRESETS",
@@ -100,10 +106,12 @@ FEATURE_CACHE_SIZE = 8
 
 
 def encode_views(model: LoadedModel, views: RenderedViews, depth_encoder: DepthEncoderHandle | None = None,
-                 batcher: EncodeBatcher | None = None) -> torch.Tensor:
-    """(V, D) L2-normalised features of the depth views, by CLIP's tower or a depth encoder.
+                 batcher: EncodeBatcher | None = None, normalize: bool = True) -> torch.Tensor:
+    """(V, D) float32 features of the depth views, by CLIP's tower or a depth encoder.
 
-    With a ``batcher``, concurrent calls are encoded together (same numbers, fewer passes).
+    ``normalize``: L2-normalised (default), or the raw visual-tower outputs (what the persistent
+    view-feature cache stores). With a ``batcher``, concurrent calls are encoded together (same
+    numbers, fewer passes).
     """
     from clip2point.render import clip_normalize
 
@@ -112,11 +120,11 @@ def encode_views(model: LoadedModel, views: RenderedViews, depth_encoder: DepthE
     tower = depth_encoder.module if depth_encoder is not None else None  # None: CLIP's visual tower
 
     def encode(x: torch.Tensor) -> torch.Tensor:
-        return backbone.encode_images(x, tower)
+        return backbone.encode_images(x, tower, normalize=normalize)
 
     if batcher is None:
         return encode(images)
-    key = (model.spec.key, depth_encoder.digest if depth_encoder else "clip")
+    key = (model.spec.key, depth_encoder.digest if depth_encoder else "clip", normalize)
     return batcher.encode(key, images, encode)
 
 
@@ -137,6 +145,15 @@ def score_features(model: LoadedModel, features: torch.Tensor, classes: str | Se
     return score_views(features, backbone.text_features(names, template), backbone.logit_scale, names, views.labels)
 
 
+class CacheLookup(NamedTuple):
+    """One shape's entry in a persistent view-feature cache: the cache, the settings digest
+    (encoder, weights, precision, views, render settings) and the shape's points digest."""
+
+    cache: ViewFeatureCache
+    settings: str
+    shape: str
+
+
 # ----------------------------------------------------------------------------------------------
 # a user's session
 
@@ -153,17 +170,21 @@ class Session:
         spec: the backbone to use (shared through ``registry``).
         encoder: "clip" or "depth" (the latter needs :meth:`load_depth_encoder` or ``spec.depth_encoder``).
         shape, views, result: the current shape, its views and its latest scores.
-        counters: how often each step really ran ("load", "render", "encode", "score").
+        counters: how often each step really ran ("load", "render", "encode", "score"), and
+            "cached": view features read from the persistent cache instead of encoded.
+        cache: the persistent view-feature cache (:attr:`view_cache`): True (default) the
+            registry's (``registry.view_cache``), False none, or a ``ViewFeatureCache``.
         limits: the app's :class:`AppLimits`, checked by :meth:`load`, :meth:`render` and
             :meth:`classify` (uploads are then read in a time- and memory-limited child process);
             None (scripts, notebooks): only the core's checks.
     """
 
     def __init__(self, spec: ModelSpec | None = None, registry: ModelRegistry = REGISTRY,
-                 limits: AppLimits | None = None) -> None:
+                 limits: AppLimits | None = None, cache: ViewFeatureCache | bool = True) -> None:
         self.spec = spec or ModelSpec()
         self.registry = registry
         self.limits = limits
+        self.cache = cache
         self.encoder = "depth" if self.spec.depth_encoder else "clip"
         self.depth_encoder_path: str | None = self.spec.depth_encoder
         self.shape: Shape | None = None
@@ -260,8 +281,18 @@ class Session:
         return self.shape
 
     # -- features and scores ----------------------------------------------------------------
+    @property
+    def view_cache(self) -> ViewFeatureCache | None:
+        """The persistent view-feature cache this session reads first and fills (see ``cache``), or None."""
+        return choose_view_cache(self.cache, self.registry)
+
     def features(self, progress: Progress = no_progress) -> torch.Tensor:
-        """(V, D) features of the current views with the current encoder (cached per shape/views/encoder)."""
+        """(V, D) L2-normalised features of the current views with the current encoder.
+
+        Kept per shape/views/encoder in the session (:data:`FEATURE_CACHE_SIZE`); a shape seen
+        before by another session is read from the persistent :attr:`view_cache` (keyed by encoder,
+        weights, precision, views, render settings and the points) instead of encoded again.
+        """
         if self.views is None:
             self.render()
         model = self.model(progress)
@@ -270,15 +301,33 @@ class Session:
         if key in self._features:
             self._features.move_to_end(key)
             return self._features[key]
-        progress(0.5, f"encoding {len(self.views)} views with the {ENCODERS[self.encoder]}…")
         t0 = time.perf_counter()
-        feats = encode_views(model, self.views, enc, self.registry.batcher)
-        self.seconds["encode"] = time.perf_counter() - t0
-        self.counters["encode"] += 1
+        lookup = self._cache_lookup(model, enc)
+        raw = None if lookup is None else lookup.cache.get(lookup.settings, lookup.shape, len(self.views))
+        if raw is not None:
+            self.seconds["cached features"] = time.perf_counter() - t0
+            self.counters["cached"] += 1
+        else:
+            progress(0.5, f"encoding {len(self.views)} views with the {ENCODERS[self.encoder]}…")
+            raw = encode_views(model, self.views, enc, self.registry.batcher, normalize=False)
+            self.seconds["encode"] = time.perf_counter() - t0
+            self.counters["encode"] += 1
+            if lookup is not None:
+                lookup.cache.put(lookup.settings, lookup.shape, raw)
+        feats = torch.nn.functional.normalize(raw.to(model.backbone.device), dim=-1)
         self._features[key] = feats
         while len(self._features) > FEATURE_CACHE_SIZE:
             self._features.popitem(last=False)
         return feats
+
+    def _cache_lookup(self, model: LoadedModel, enc: DepthEncoderHandle | None) -> CacheLookup | None:
+        """Where the current views' features live in the persistent cache (None: no cache, or not keyable)."""
+        cache = self.view_cache
+        if cache is None or self.views.renderer is None or (enc is not None and enc.backbone is None):
+            return None
+        settings = cache.settings_key(enc.backbone if enc else model.backbone, "depth" if enc else "clip",
+                                      self.views.renderer)
+        return None if settings is None else CacheLookup(cache, settings, shape_digest(self._need_shape().points))
 
     def classify(self, classes: str | Sequence[str], template: str = DEFAULT_TEMPLATE,
                  progress: Progress = no_progress):

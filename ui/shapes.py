@@ -216,8 +216,10 @@ class RenderedViews:
         labels: "elev 0°, azim 90°" per view.
         view_set, radius, image_size: render settings.
         seconds: time per step ("depth", "images").
-        key: identity for the feature cache.
+        key: identity for the session's feature cache.
         cache: free space for front ends (e.g. encoded PNGs).
+        renderer: the ``clip2point.render.DepthRenderer`` that rendered ``depth`` (what the
+            persistent view-feature cache keys the render settings by), or None.
     """
 
     depth: torch.Tensor
@@ -229,6 +231,7 @@ class RenderedViews:
     seconds: dict[str, float]
     key: tuple
     cache: dict = field(default_factory=dict, repr=False)
+    renderer: object | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -335,7 +338,7 @@ def render_views(
     Raises:
         Clip2PointError: unknown view set, bad radius, degenerate points.
     """
-    from clip2point.render import get_view_set, render_depth, render_mesh_views, render_point_views
+    from clip2point.render import DepthRenderer, RasterSettings, get_view_set, render_mesh_views, render_point_views
 
     view_set = get_view_set(str(views))
     radius = float(radius)
@@ -344,7 +347,8 @@ def render_views(
     if not 0.0 < radius <= 0.2:
         raise Clip2PointError(f"splat radius must lie in (0, 0.2] NDC units, got {radius}")
     t0 = time.perf_counter()
-    depth = render_depth(shape.points, view_set, image_size, radius)[0].cpu()
+    renderer = DepthRenderer(view_set, RasterSettings(image_size=int(image_size), radius=radius))
+    depth = renderer(shape.points)[0].cpu()  # = render_depth(points, view_set, image_size, radius)
     t1 = time.perf_counter()
     rgb = None
     if images and shape.mesh is not None:
@@ -356,5 +360,5 @@ def render_views(
     t2 = time.perf_counter()
     return RenderedViews(
         depth, rgb, view_set.labels(), str(views), radius, int(image_size),
-        {"depth": t1 - t0, "images": t2 - t1}, (shape.key, str(views), radius, int(image_size)),
+        {"depth": t1 - t0, "images": t2 - t1}, (shape.key, str(views), radius, int(image_size)), renderer=renderer,
     )

@@ -149,7 +149,8 @@ class FewShotHandlers:
             return session, figures.placeholder_figure(msg, 200), None, None, msg
         if fs.classifier is None or fs.classifier_dir != str(state.run_dir):
             backbone = ctx.registry.model(ctx.spec).backbone
-            fs.classifier, fs.classifier_dir = load_adapter(state.run_dir, backbone), str(state.run_dir)
+            fs.classifier = load_adapter(state.run_dir, backbone, cache=ctx.registry.view_cache)
+            fs.classifier_dir = str(state.run_dir)
         cmp = compare_on_shape(session, fs.classifier)
         gate, adapter, zero = self.figures(cmp, state)
         return session, gate, adapter, zero, cmp.note()
@@ -214,7 +215,7 @@ class FewShotHandlers:
         cfg.out_dir = str(new_run_dir(ctx.runs_root))
         try:
             cfg.validate()
-            return ctx.pool.start(owner, cfg, backbone)
+            return ctx.pool.start(owner, cfg, backbone, cache=ctx.registry.view_cache)
         except Exception:
             Path(cfg.out_dir).rmdir()  # still empty: a refused start leaves no folder behind
             raise

@@ -13,11 +13,12 @@ import plotly.graph_objects as go
 
 from clip2point.datasets import DATASET_NAMES
 from clip2point.errors import Clip2PointError
+from clip2point.viewcache import ViewFeatureCache
 from ui import figures
 from ui.adapters import class_gate_means, example_depth_thumbnails
 from ui.defaults import DEFAULT_EXAMPLE, FEWSHOT_VIEWS, VIEW_SETS
 from ui.figures import gate_weights_figure, training_curves_figure
-from ui.registry import REGISTRY, ModelSpec
+from ui.registry import REGISTRY, ModelSpec, choose_view_cache
 from ui.runs import FewShotRunner, RunState
 from ui.shapes import find_data_dir
 from ui.widgets.common import css, show_figure, widget_spec
@@ -38,6 +39,9 @@ class FewShotPanel:
         data_dir: the ModelNet folder (default ``find_data_dir()``; ``modelnet10`` below it is used).
         out_dir: where runs go (a new sub-folder per run, named after the settings).
         precision: the frozen encoders' weights, "fp32", "bf16" or "auto" (None: ``spec``'s).
+        cache: the persistent view-feature cache of the runs: True (default) the shared registry's
+            (``~/.cache/clip2point/views`` unless ``$CLIP2POINT_CACHE_DIR``), False none, or a
+            ``ViewFeatureCache``; another seed or gate of the same data then encodes nothing.
         **defaults: initial values of the controls (shots, epochs, gate, views, limit_test,
             num_points, val_per_class, dataset) and any other :class:`FewShotConfig` field.
 
@@ -48,13 +52,14 @@ class FewShotPanel:
     """
 
     def __init__(self, spec: ModelSpec | None = None, data_dir: str | None = None, out_dir: str = "runs",
-                 precision: str | None = None, **defaults) -> None:
+                 precision: str | None = None, cache: ViewFeatureCache | bool = True, **defaults) -> None:
         from clip2point.fewshot import GATES, SHOTS, FewShotConfig
 
         core = FewShotConfig()  # the core's defaults, but a notebook run is short: 30 epochs, 200 test shapes
         start = {**{k: getattr(core, k) for k in PANEL_FIELDS}, "epochs": 30, "limit_test": 200,
                  **{k: v for k, v in defaults.items() if k in PANEL_FIELDS}}
         self.spec = widget_spec(spec, precision)
+        self.cache = choose_view_cache(cache, REGISTRY)
         self.out_root = Path(out_dir)
         self.runner: FewShotRunner | None = None
         self.state = RunState()
@@ -124,7 +129,7 @@ class FewShotPanel:
         except Clip2PointError as err:
             self._update(RunState(status="failed", error=str(err)))
             return None
-        self.runner = FewShotRunner(cfg, backbone, on_update=self._update)
+        self.runner = FewShotRunner(cfg, backbone, on_update=self._update, cache=self.cache)
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.runner.start()
         return self.runner

@@ -9,6 +9,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from clip2point.errors import Clip2PointError
+from clip2point.viewcache import ViewFeatureCache
 from ui import figures, results
 from ui.defaults import (DEFAULT_CLASS_SET, DEFAULT_EXAMPLE, DEFAULT_NUM_POINTS, DEFAULT_RADIUS, DEFAULT_TEMPLATE,
                          DEFAULT_VIEWS, ENCODERS, UPLOAD_EXTENSIONS, VIEW_SETS)
@@ -34,6 +35,9 @@ class ShapeExplorer:
         auto: re-render on every control change (False: only on :meth:`update`).
         precision: the encoders' weights, "fp32", "bf16" or "auto" (None: ``spec``'s; the banner
             says what was chosen and why).
+        cache: the persistent view-feature cache (a new session's): True (default) the shared
+            registry's (``~/.cache/clip2point/views`` unless ``$CLIP2POINT_CACHE_DIR``), False none,
+            or a ``ViewFeatureCache``; a shape encoded before (here, in the app, by the CLI) is read back.
 
     Attributes:
         session: the :class:`Session` (shape, views, cached features, result).
@@ -42,8 +46,9 @@ class ShapeExplorer:
     """
 
     def __init__(self, spec: ModelSpec | None = None, path: str | None = None, example: str = DEFAULT_EXAMPLE,
-                 session: Session | None = None, auto: bool = True, precision: str | None = None) -> None:
-        self.session = session or Session(widget_spec(spec, precision))
+                 session: Session | None = None, auto: bool = True, precision: str | None = None,
+                 cache: ViewFeatureCache | bool = True) -> None:
+        self.session = session or Session(widget_spec(spec, precision), cache=cache)
         self.listeners: list[Callable[[], None]] = []
         self.error: str | None = None
         self.figure: go.Figure | None = None
@@ -309,14 +314,15 @@ class ZeroShotPanel:
 
 
 def explore(path: str | None = None, classes: str | None = None, model: str | None = None,
-            weights: str | None = None, example: str = DEFAULT_EXAMPLE, precision: str | None = None) -> W.VBox:
+            weights: str | None = None, example: str = DEFAULT_EXAMPLE, precision: str | None = None,
+            cache: ViewFeatureCache | bool = True) -> W.VBox:
     """A quick start: :class:`ShapeExplorer` + :class:`ZeroShotPanel` on one session.
 
     ``explore()`` shows the example chair; ``explore("scan.ply", "chair, table, lamp")`` a file;
     ``precision="auto"`` encodes in bf16 where the CPU/GPU computes it natively.
     Returns the box (its ``.explorer`` and ``.zeroshot`` attributes are the two parts).
     """
-    explorer = ShapeExplorer(default_spec(model, weights, precision=precision), path=path, example=example)
+    explorer = ShapeExplorer(default_spec(model, weights, precision=precision), path=path, example=example, cache=cache)
     panel = ZeroShotPanel(explorer, classes=classes)
     box = W.VBox([explorer.widget, W.HTML("<h4>Zero-shot scores</h4>"), panel.widget])
     box.explorer, box.zeroshot = explorer, panel  # type: ignore[attr-defined]
