@@ -110,6 +110,7 @@ def test_info_reports_versions_and_weights(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "CLIP weights for ViT-B-32: NOT FOUND" in out and "best_eval.pth" in out
+    assert "view-feature cache: 0 entries" in out and "--precision auto on cpu:" in out
 
 
 def test_data_download_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -426,6 +426,9 @@ def cmd_info(args) -> int:
         print(f"CLIP weights for {args.model}: {src.describe()}")
     except WeightsNotFoundError as e:
         print(f"CLIP weights for {args.model}: NOT FOUND. {e}")
+    from ..viewcache import cache_info
+
+    print(f"view-feature cache: {cache_info().describe()} (`clip2point cache clear` empties it; --no-cache skips it)")
     print("known checkpoints:")
     for k in KNOWN_CHECKPOINTS:
         print(f"  {k.name:<22s} {k.kind:<13s} {k.source}\n  {'':<22s} how: {k.how}")
