@@ -23,12 +23,13 @@ What an entry is keyed by (:meth:`ViewFeatureCache.settings_key` + :func:`shape_
 * the shape: sha256 of its (N, 3) float32 points.
 
 Entries hold the **raw** visual-tower outputs (V, D) float32, so callers L2-normalise (zero-shot,
-GDPA's default) or not (the released adapter's input). Files are written atomically (temporary
-file + rename, through :mod:`clip2point.checkpoints`): two processes writing the same entry leave
-one whole file (the last rename wins) and a reader never sees a partial one. Reads are checked
-(one read of the file, parsed as safetensors — no code run, sizes checked —, then its settings,
-shape digest and a checksum of the bytes); a damaged entry is deleted and encoded again, never trusted. The folder is bounded (``max_bytes``): past the
-bound the least recently used entries (access time, refreshed on each hit) are deleted.
+GDPA's default) or not (the released adapter's input). Files are written atomically (temporary file
++ rename, :func:`clip2point.checkpoints.write_bytes_atomic`; not fsynced: a cache is rebuilt, not
+restored): two processes writing the same entry leave one whole file (the last rename wins) and a
+reader never sees a partial one. Reads are checked (one read of the file, parsed as safetensors —
+no code run, sizes checked —, then its settings, shape digest and a checksum of the bytes); a
+damaged entry is deleted and encoded again, never trusted. The folder is bounded (``max_bytes``):
+past the bound the least recently used entries (access time, refreshed on each hit) are deleted.
 """
 from __future__ import annotations
 

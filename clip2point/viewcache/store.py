@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..backbone import ClipBackbone
-from ..checkpoints import STALE_TEMP_AGE_S, save_state_dict_atomic
+from ..checkpoints import STALE_TEMP_AGE_S, write_bytes_atomic
 from ..errors import Clip2PointError
 from ..render import DepthRenderer
 from .keys import CACHE_FORMAT, DIGESTS_FILE, settings_digest
@@ -239,12 +239,15 @@ class ViewFeatureCache:
 
     def put(self, settings: str, shape: str, features: torch.Tensor) -> None:
         """Store (V, D) raw features of (settings, shape) atomically, then keep the folder under ``max_bytes``."""
+        from safetensors.torch import save
+
         feats = features.detach().to("cpu", torch.float32).contiguous()
         p = self.path(settings, shape)
         meta = {"format": CACHE_FORMAT, "settings": settings, "shape": shape, "checksum": _checksum(feats)}
         try:
-            save_state_dict_atomic({"features": feats}, p, meta)
-            size = p.stat().st_size
+            data = save({"features": feats}, metadata=meta)
+            write_bytes_atomic(p, data, durable=False)  # a cache: no fsync (a damaged entry is detected and re-encoded)
+            size = len(data)
         except (Clip2PointError, OSError) as err:
             log.warning("view-feature cache entry not written (%s); continuing without it", err)
             return
