@@ -65,9 +65,13 @@ def _add_render_args(p: argparse.ArgumentParser, default_views: str) -> None:
                    help="splat radius in NDC units (0.02 ≈ 2.2 px at 224²)")
 
 
-PRECISION_HELP = ("encoder weights: fp32 (the default: exact), bf16, or auto (bf16 where this CPU/GPU computes it "
+PRECISION_HELP = ("encoder weights: fp32 (exact), bf16, or auto (bf16 where this CPU/GPU computes it "
                   "natively — ~3x faster encoding on such CPUs, features within cosine 0.999 — else fp32; "
                   "`clip2point info` says what auto picks here and why)")
+
+
+#: Appended to a help that states its default itself: formats to nothing, and keeps argparse from adding "(default: None)".
+OWN_DEFAULT = "%(default).0s"
 
 
 def _add_precision_arg(p: argparse.ArgumentParser, adapter: bool = False) -> None:
@@ -76,7 +80,7 @@ def _add_precision_arg(p: argparse.ArgumentParser, adapter: bool = False) -> Non
 
     if adapter:
         p.add_argument("--precision", choices=PRECISIONS, default=None,
-                       help=PRECISION_HELP + f" (default: {BackboneConfig.precision}; with --adapter, the run's)")
+                       help=PRECISION_HELP + f" (default: {BackboneConfig.precision}; with --adapter, the run's){OWN_DEFAULT}")
     else:
         p.add_argument("--precision", choices=PRECISIONS, default=BackboneConfig.precision, help=PRECISION_HELP)
 
@@ -94,7 +98,8 @@ def _add_cache_args(p: argparse.ArgumentParser) -> None:
 def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     from ..backbone import DEFAULT_MODEL
 
-    p.add_argument("--model", default=None, help=f"open_clip architecture (default: {DEFAULT_MODEL}; with --adapter, the run's)")
+    p.add_argument("--model", default=None,
+                   help=f"open_clip architecture (default: {DEFAULT_MODEL}; with --adapter, the run's){OWN_DEFAULT}")
     p.add_argument("--weights", default=None, metavar="TAG|PATH|random",
                    help="CLIP weights: an open_clip tag (openai), a checkpoint file, or 'random' (meaningless scores); "
                         "files are read without running code (pickled code and TorchScript code are refused)")
