@@ -18,6 +18,8 @@ os.environ.pop("CLIP2POINT_WEIGHTS", None)
 def _isolated_weights_dir(tmp_path_factory, monkeypatch):
     empty = tmp_path_factory.mktemp("weights")
     monkeypatch.setenv("CLIP2POINT_WEIGHTS_DIR", str(empty))
+    # commands cache view features by default: each test starts with its own empty cache, never ~/.cache
+    monkeypatch.setenv("CLIP2POINT_CACHE_DIR", str(tmp_path_factory.mktemp("view-cache")))
     monkeypatch.delenv("CLIP2POINT_WEIGHTS", raising=False)
     monkeypatch.setattr("clip2point.weights.weights_dirs", lambda: [empty])
 
