@@ -171,7 +171,16 @@ def check_output_file(path: str | os.PathLike) -> Path:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Help as written (descriptions and epilogs keep their line breaks), every option with its default."""
+    """Help as written (descriptions and epilogs keep their line breaks), every option with its default.
+
+    Options without a default (``None``) or whose help already names it say nothing more.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False and action.nargs == 0 or "(default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def option_dest(flag: str | tuple[str, ...]) -> str:
