@@ -400,6 +400,7 @@ def main(argv=None) -> None:
     files = make_files(work, marker)
     ckpts = make_checkpoints(work, marker)
     app_args = ["--model", args.model, "--weights", "random", "--device", args.device, "--runs-dir", str(work / "runs"),
+                "--cache-dir", str(work / "view-cache"),  # its own view-feature cache, not ~/.cache
                 "--load-timeout", str(args.load_timeout), "--load-memory-mb", str(args.load_memory_mb)]
     server = AppServer(app_args + (["--data-dir", str(DATA)] if DATA.is_dir() else []), "bench_abuse_server.log")
     try:

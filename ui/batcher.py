@@ -34,10 +34,12 @@ class EncodeBatcher:
     once. An error fails only its own pass.
 
     ``max_images=1`` (the default) encodes one request per pass, first come first served. On a
-    2-core CPU batching did not raise throughput (10 clients: 1.3–1.6 req/s either way, within
-    run-to-run noise) and made the slowest requests slower (p95 7.8–10.3 s batched vs 6.3–8.1 s;
-    ``benchmarks/bench_app.py --batch-images``), so it is meant for GPUs, where one pass over many
-    images costs about as much as one over a few.
+    2-core CPU batching lowers throughput and raises tail latency, in fp32 and in bf16
+    (``benchmarks/bench_app.py --compare fp32:1,fp32:64,bf16:1,bf16:64 --rounds 2``, ViT-B-32,
+    10 clients × 5 ``/classify``, ratios to one request per pass in the same run: fp32 0.84×
+    req/s, p95 1.88×; bf16 0.82× req/s, p95 1.70×; with the tiny test model all four within
+    noise), so it is meant for GPUs, where one pass over many images costs about as much as one
+    over a few (``python -m ui.app`` uses 64 there).
 
     Attributes:
         batches, images: how many passes ran and how many images they encoded.
