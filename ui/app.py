@@ -250,8 +250,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="heavy requests processed at once; the rest queue (default %(default)s)")
     p.add_argument("--batch-images", type=int, default=None, metavar="N",
                    help="most depth images encoded in one pass when requests arrive together (default: 64 on CUDA, "
-                        "1 = one request per pass on CPU, where batching measured 0.8x the throughput and 1.7-1.9x "
-                        "the p95 latency of 10 concurrent clients, fp32 and bf16)")
+                        "1 = one request per pass on CPU, where batching gave no more throughput and 1.5-1.9x the "
+                        "p95 latency of 10 concurrent clients, fp32 and bf16)")
     p.add_argument("--no-warmup", action="store_true", help="do not load the model in the background at start-up")
     c = p.add_mutually_exclusive_group()
     c.add_argument("--cache-dir", default=None, metavar="DIR",

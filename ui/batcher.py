@@ -34,12 +34,15 @@ class EncodeBatcher:
     once. An error fails only its own pass.
 
     ``max_images=1`` (the default) encodes one request per pass, first come first served. On a
-    2-core CPU batching lowers throughput and raises tail latency, in fp32 and in bf16
-    (``benchmarks/bench_app.py --compare fp32:1,fp32:64,bf16:1,bf16:64 --rounds 2``, ViT-B-32,
-    10 clients × 5 ``/classify``, ratios to one request per pass in the same run: fp32 0.84×
-    req/s, p95 1.88×; bf16 0.82× req/s, p95 1.70×; with the tiny test model all four within
-    noise), so it is meant for GPUs, where one pass over many images costs about as much as one
-    over a few (``python -m ui.app`` uses 64 there).
+    2-core CPU an image costs the same whatever the batch (ViT-B-32: 6, 12 or 60 images per pass
+    within ±10 % per image, fp32 and bf16), so batching cannot raise throughput there, and it
+    makes the slowest requests slower (``benchmarks/bench_app.py --compare
+    fp32:1,fp32:64,bf16:1,bf16:64 --rounds 2``, ViT-B-32, 10 clients × 5 ``/classify``, ratios to
+    one request per pass in the same run; a busy machine, load 7–9 / a quieter one, load 2–3:
+    req/s 0.84× / 0.97× (fp32) and 0.82× / 1.01× (bf16); p95 1.88× / 1.46× and 1.70× / 1.50×;
+    p50 1.15× / 0.88× and 1.13× / 0.85×; the tiny test model: all within noise). It is meant
+    for GPUs, where one pass over many images costs about as much as one over a few
+    (``python -m ui.app`` uses 64 there).
 
     Attributes:
         batches, images: how many passes ran and how many images they encoded.
