@@ -15,7 +15,9 @@ and a warm-up request has been served.
       views are in the DOM, and until every view shows its vote.
 (b) Load. ``--clients`` threads, each with its own ``gradio_client.Client``, send ``--requests``
     ``/classify`` requests each (a real ModelNet10 test shape if ``../shared/data`` exists, else an
-    example; ModelNet40 classes; 6 views) → p50/p95 latency, throughput, failures.
+    example; ModelNet40 classes; 6 views) → p50/p95 latency, throughput, failures, and the CPU
+    time per request of the server and of the clients (they share the machine's cores: on 2 cores
+    the 10 ``gradio_client`` threads cost ~110 ms of CPU per request).
 
 The app runs with ``--no-cache`` unless ``--cache`` is given (then with an empty temporary cache
 folder): (b) sends one shape again and again, which the view-feature cache would serve without
@@ -215,8 +217,28 @@ def bench_first_result_browser(server: AppServer, folder: Path, runs: int, views
     return {"shown": shown, "scored": scored}
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process, its live children (e.g. the sandbox's forkserver) and
+    their finished children (the sandboxed readers), from Linux /proc; 0.0 elsewhere."""
+    tick, total = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100, 0.0
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += task.read_text().split()
+        except OSError:
+            continue
+    for p in [pid, *map(int, children)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15]) / tick  # utime stime cutime cstime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def bench_concurrent(server: AppServer, path: Path, clients: int, requests: int, classes: str) -> dict:
-    """(b) ``clients`` threads × ``requests`` /classify calls each."""
+    """(b) ``clients`` threads × ``requests`` /classify calls each; also the CPU seconds the server
+    and these clients (this process) spent per request — they share the machine's cores."""
     from gradio_client import Client, handle_file
 
     latencies: list[float] = []
@@ -239,13 +261,15 @@ def bench_concurrent(server: AppServer, path: Path, clients: int, requests: int,
                 (failures.append(err) if err else latencies.append(time.perf_counter() - t0))
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
+    t0, server0, client0 = time.perf_counter(), process_cpu_seconds(server.proc.pid), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return {"latencies": latencies, "failures": failures, "wall": wall, "total": clients * requests}
+    n = max(1, len(latencies))
+    return {"latencies": latencies, "failures": failures, "wall": wall, "total": clients * requests,
+            "server_cpu": (process_cpu_seconds(server.proc.pid) - server0) / n, "client_cpu": (time.process_time() - client0) / n}
 
 
 def bench_a(server: AppServer, folder: Path, args: argparse.Namespace, classes: str) -> None:
@@ -275,6 +299,8 @@ def bench_b(server: AppServer, shape: Path, args: argparse.Namespace, classes: s
     if lat:
         print(f"    latency p50 {_percentile(lat, 0.5):.2f} s · p95 {_percentile(lat, 0.95):.2f} s · "
               f"max {max(lat):.2f} s · throughput {len(lat) / c['wall']:.2f} req/s")
+        print(f"    CPU per request: server {c['server_cpu'] * 1000:.0f} ms · the {args.clients} gradio_client threads "
+              f"{c['client_cpu'] * 1000:.0f} ms (same machine, same cores)")
     print(f"    failures {len(c['failures'])} / {c['total']}" + (f" (first: {c['failures'][0]})" if c["failures"] else ""))
 
 
@@ -324,6 +350,7 @@ def bench_compare(app_args: list[str], shape: Path, args: argparse.Namespace, cl
             first = f" (first: {c['failures'][0][:200]})" if c["failures"] else ""
             print(f"  round {r + 1} {precision} batch {n}: up in {up:.0f} s · p50 {c['p50']:.2f} s · p95 "
                   f"{c['p95']:.2f} s · {c['rps']:.2f} req/s · failures {len(c['failures'])}/{c['total']}{first} · "
+                  f"CPU/request server {c['server_cpu'] * 1000:.0f} ms, clients {c['client_cpu'] * 1000:.0f} ms · "
                   f"load {c['load']:.1f}", flush=True)
     print(f"\n(b) {args.clients} concurrent clients × {args.requests} /classify ({shape.name}, 40 classes, 6 views); "
           f"median over {args.rounds} round(s); ratios to {settings[0][0]} batch {settings[0][1]}")
