@@ -46,7 +46,7 @@ def load_modelnet10_test(data: Path):
     return torch.from_numpy(ds.points_array)
 
 
-def bench_render_vs_encode(points, device: str, quick: bool) -> dict:
+def bench_render_vs_encode(points, device: str, quick: bool, precision: str = "fp32") -> dict:
     import torch
 
     from clip2point.backbone import load_backbone
@@ -61,7 +61,7 @@ def bench_render_vs_encode(points, device: str, quick: bool) -> dict:
         sync()
 
     t_render = timeit(render, repeat=5 if quick else 30, warmup=3)
-    bb = load_backbone("ViT-B-32", weights="random", device=device)
+    bb = load_backbone("ViT-B-32", weights="random", device=device, precision=precision)
     images = clip_normalize(renderer(shape))[0]
 
     def encode():
@@ -172,14 +172,16 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                    help="encoder weights of [1] (rendering must stay <= 5 %% of encoding with bf16 too)")
     args = ap.parse_args()
     import torch
 
     points = load_modelnet10_test(args.data)
     res = {"device": args.device, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     print(f"device {args.device}, {res['torch_threads']} torch threads, {len(points)} ModelNet10 test shapes")
-    r = bench_render_vs_encode(points, args.device, args.quick)
-    print(f"[1] 10 views, 1,024 points, 224²: render {r['render_10_views_s'] * 1e3:.1f} ms vs ViT-B/32 encode "
+    r = bench_render_vs_encode(points, args.device, args.quick, args.precision)
+    print(f"[1] 10 views, 1,024 points, 224²: render {r['render_10_views_s'] * 1e3:.1f} ms vs ViT-B/32 {args.precision} encode "
           f"{r['encode_10_views_s'] * 1e3:.0f} ms -> render = {r['render_share_of_encode'] * 100:.2f} % of encode (target <= 5 %)")
     d = bench_dataset(points, args.device, args.quick)
     print(f"[2] ModelNet10 test, {d['shapes']} shapes x 10 views: {d['render_all_s']:.2f} s "
