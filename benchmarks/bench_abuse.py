@@ -31,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,9 @@ DATA = ROOT.parent / "shared" / "data"
 MN10_TEST = DATA / "modelnet10" / "modelnet10_pcd1024_test.h5"
 
 from bench_app import AppServer  # noqa: E402 - the same app launcher (benchmarks/ is on sys.path)
+
+sys.path.insert(0, str(ROOT / "tests"))
+from fuzz_files import zip_bomb_npz  # noqa: E402 - the tests' malformed-file writers
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,18 +132,6 @@ def _npy_declared(path: Path, shape: tuple[int, ...]) -> Path:
     return path
 
 
-def _zip_bomb(path: Path, n: int) -> Path:
-    from numpy.lib import format as npf
-
-    block = np.random.default_rng(0).normal(size=(1000, 3)).tobytes()
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        with z.open("points.npy", "w", force_zip64=True) as f:
-            npf.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (n, 3)})
-            for _ in range(n // 1000):
-                f.write(block)
-    return path
-
-
 class _Marker:
     """Unpickling calls ``open(marker, "w")``: the marker file appears if anything unpickles it."""
 
@@ -197,7 +187,7 @@ def make_files(folder: Path, marker: Path) -> dict[str, Path]:
     with h5py.File(p, "w") as f:
         f.create_virtual_dataset("data", layout)
     files["h5 virtual dataset → server file"] = p
-    files["zip-bomb npz (15M x 3 float64)"] = _zip_bomb(folder / "bomb.npz", 15_000_000)
+    files["zip-bomb npz (15M x 3 float64)"] = zip_bomb_npz(folder / "bomb.npz", 15_000_000)
     p = folder / "pickled.npy"
     np.save(p, np.array([_Marker(marker)], dtype=object), allow_pickle=True)
     files["pickled npy (would write a marker)"] = p

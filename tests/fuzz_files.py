@@ -114,6 +114,23 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def zip_bomb_npz(path: Path, n: int) -> Path:
+    """A small ``.npz`` whose one member is an (n, 3) float64 array (24·n bytes once decompressed).
+
+    Written in streaming fashion (the test never holds the array): 1,000 distinct rows repeated,
+    which deflate to almost nothing.
+    """
+    from numpy.lib import format as npf
+
+    block = np.random.default_rng(0).normal(size=(1000, 3)).tobytes()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open("points.npy", "w", force_zip64=True) as f:
+            npf.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (n, 3)})
+            for _ in range(n // 1000):
+                f.write(block)
+    return path
+
+
 def npz_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

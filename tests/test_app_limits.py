@@ -15,7 +15,6 @@ import re
 import socket
 import time
 import types
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 from clip2point.errors import Clip2PointError, ResourceLimitError
 from clip2point.fewshot import FewShotConfig
 from clip2point.weights import save_state_dict_atomic
+from fuzz_files import zip_bomb_npz
 from helpers import DATA, needs_data
 from ui import loading as loading_module
 from ui import registry as registry_module
@@ -54,23 +54,6 @@ def write_ply(path: Path, points: np.ndarray) -> Path:
     header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\n"
               "property float x\nproperty float y\nproperty float z\nend_header\n")
     path.write_bytes(header.encode() + pts.tobytes())
-    return path
-
-
-def zip_bomb_npz(path: Path, n: int) -> Path:
-    """A small ``.npz`` whose one member is an (n, 3) float64 array (24·n bytes once decompressed).
-
-    Written in streaming fashion (the test never holds the array): 1,000 distinct rows repeated,
-    which deflate to almost nothing.
-    """
-    from numpy.lib import format as npf
-
-    block = np.random.default_rng(0).normal(size=(1000, 3)).tobytes()
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        with z.open("points.npy", "w", force_zip64=True) as f:
-            npf.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (n, 3)})
-            for _ in range(n // 1000):
-                f.write(block)
     return path
 
 
