@@ -36,7 +36,7 @@ from .errors import Clip2PointError
 
 __all__ = [
     "setup_logging", "run_command", "check_output_file", "check_output_dir", "error_line", "HelpFormatter",
-    "add_config_arguments", "config_from_args", "option_dest", "has_config_flag",
+    "add_config_arguments", "config_from_args", "option_dest",
 ]
 
 _CHATTY = ("open_clip", "httpx", "urllib3", "matplotlib", "PIL")
@@ -209,11 +209,6 @@ def _options(config_cls: type, names: Iterable[str] | None) -> list[tuple[datacl
         elif names is not None:
             raise KeyError(f"{config_cls.__name__}.{name} has no command-line flag in its metadata")
     return out
-
-
-def has_config_flag(config_cls: type, name: str) -> bool:
-    """Whether the dataclass ``config_cls`` has a field ``name`` that is a command-line option (a ``"flag"``)."""
-    return any(f.name == name and "flag" in f.metadata for f in dataclasses.fields(config_cls))
 
 
 def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_cls: type,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliutil import HelpFormatter, add_config_arguments, has_config_flag
+from ..cliutil import HelpFormatter, add_config_arguments
 from ..pretrain.cli import PARSERS as PRETRAIN_PARSERS
 
 __all__ = ["PARSERS", "build_parser", "command_of", "EPILOG", "FEWSHOT_EPILOG"]
@@ -214,8 +214,7 @@ def _fewshot_parser(p: argparse.ArgumentParser) -> None:
     _add_image_size_arg(p)  # the CLI renders at CLIP2Point's 224 px unless told (the library: the model's input size)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the summary")
     _add_backbone_args(p)
-    if not has_config_flag(FewShotConfig, "precision"):  # until FewShotConfig carries it (then it comes from there)
-        _add_precision_arg(p)
+    _add_precision_arg(p)  # a backbone setting, like --model: its default is BackboneConfig's
     _add_cache_args(p)
 
 
