@@ -251,6 +251,35 @@ def test_adapter_run_config_and_explicit_model(tmp_path, capsys, monkeypatch):
     assert "config.json: not valid JSON" in err and "train the run again" in err
 
 
+def test_adapter_uses_the_runs_precision_unless_given(tmp_path, monkeypatch):
+    import clip2point.cli as cli
+    import clip2point.cli.commands as commands
+    from clip2point.fewshot.rundir import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    backbone = {"model_name": "tiny-ViT-test", "weights_kind": "random", "paths": "clip+clip", "precision": "bf16"}
+    (run / "config.json").write_text(json.dumps({"fewshot": {}, "gdpa": {}, "classes": ["a", "b"], "backbone": backbone}))
+    seen = {}
+
+    def fake_backbone(args):
+        seen["precision"] = args.precision
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(commands, "_backbone", fake_backbone)
+    for extra, expected in (([], "bf16"), (["--precision", "fp32"], "fp32")):
+        args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run), *extra])
+        with pytest.raises(ValueError):
+            commands._adapter_backbone(args, RunFolder(run))
+        assert seen["precision"] == expected
+    del backbone["precision"]  # a run written before the option: the library's default
+    (run / "config.json").write_text(json.dumps({"fewshot": {}, "gdpa": {}, "classes": ["a", "b"], "backbone": backbone}))
+    args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run)])
+    with pytest.raises(ValueError):
+        commands._adapter_backbone(args, RunFolder(run))
+    assert seen["precision"] is None
+
+
 @needs_data
 def test_fewshot_disk_full_is_one_line_and_leaves_no_temp_file(tmp_path, capsys, monkeypatch):
     import safetensors.torch

@@ -170,7 +170,7 @@ def _adapter_backbone(args, run):
         args.depth_encoder = info["depth_encoder"]
         logger.info("the run's config.json points at depth encoder %s (read safely: tensors only)", args.depth_encoder)
     if args.precision is None:  # the precision the adapter was trained with (runs before the option: fp32)
-        args.precision = getattr(run.config, "precision", None)
+        args.precision = info.get("precision")
     return _backbone(args)
 
 

@@ -94,7 +94,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         problems.append("'backbone' is not an object")
     else:
         types = {"model_name": str, "weights_kind": str, "weights_location": str, "paths": str, "describe": str,
-                 "depth_encoder": (str, type(None))}
+                 "depth_encoder": (str, type(None)), "precision": str}
         problems += [f"backbone field {k!r} has the wrong type" for k, t in types.items() if k in info and not isinstance(info[k], t)]
     if problems:
         raise CheckpointError(f"{path} is not a valid few-shot run config ({'; '.join(problems)}); the run folder is "
@@ -248,7 +248,7 @@ def backbone_info(backbone: ClipBackbone, paths: str) -> dict[str, Any]:
         "model_name": backbone.model_name, "describe": backbone.describe(), "random_weights": backbone.weights.is_random,
         "weights_kind": backbone.weights.kind, "weights_location": backbone.weights.location,
         "depth_encoder": backbone.depth_weights.location if backbone.depth_weights else None,
-        "embed_dim": backbone.embed_dim, "paths": paths,
+        "embed_dim": backbone.embed_dim, "paths": paths, "precision": backbone.precision,
     }
 
 
