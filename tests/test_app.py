@@ -23,7 +23,7 @@ from clip2point.errors import CheckpointError, Clip2PointError, PointCloudFileEr
 from clip2point.io import convert_up_axis, load_point_cloud
 from clip2point.render import render_depth
 from clip2point.viewcache import ViewFeatureCache
-from clip2point.weights import save_state_dict_atomic
+from clip2point.checkpoints import save_state_dict_atomic
 from clip2point.zeroshot import ZeroShotClassifier
 from ui import figures
 from ui.batcher import EncodeBatcher

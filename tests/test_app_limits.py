@@ -23,7 +23,7 @@ import torch
 
 from clip2point.errors import Clip2PointError, ResourceLimitError
 from clip2point.fewshot import FewShotConfig
-from clip2point.weights import save_state_dict_atomic
+from clip2point.checkpoints import save_state_dict_atomic
 from fuzz_files import zip_bomb_npz
 from helpers import DATA, needs_data
 from ui import loading as loading_module

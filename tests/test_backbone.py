@@ -10,7 +10,7 @@ from clip2point.backbone import (
     BackboneConfig, extract_visual_state_dict, load_backbone, resolve_weights,
 )
 from clip2point.errors import CheckpointError, Clip2PointError, WeightsNotFoundError
-from clip2point.weights import load_state_dict_file, save_state_dict_atomic
+from clip2point.checkpoints import load_state_dict_file, save_state_dict_atomic
 
 
 def _released_layout(visual_sd: dict, image_sd: dict) -> dict:
@@ -429,7 +429,7 @@ def test_write_failures_are_one_clear_error_and_leave_no_temp_file(tmp_path, mon
     import safetensors.torch
     from safetensors import SafetensorError
 
-    from clip2point.weights import write_json_atomic
+    from clip2point.checkpoints import write_json_atomic
 
     def full(*a, **k):
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
@@ -452,7 +452,7 @@ def test_file_size_limit_in_a_child_process_gives_a_clear_error(tmp_path):
 
     code = f"""
 import resource, signal, torch
-from clip2point.weights import save_state_dict_atomic, write_json_atomic
+from clip2point.checkpoints import save_state_dict_atomic, write_json_atomic
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 for write in (lambda: save_state_dict_atomic({{"a": torch.zeros(100_000)}}, {str(tmp_path / "x.safetensors")!r}),
@@ -478,7 +478,7 @@ def test_kill_9_mid_write_leaves_a_temp_that_the_next_write_removes(tmp_path):
     target = tmp_path / "last.safetensors"
     code = f"""
 import os, signal, torch, safetensors.torch
-from clip2point.weights import save_state_dict_atomic, write_json_atomic
+from clip2point.checkpoints import save_state_dict_atomic, write_json_atomic
 real = safetensors.torch.save_file
 def killed(tensors, path, metadata=None):
     real(tensors, path, metadata)  # safetensors' own temp + rename, inside our temp folder
@@ -499,7 +499,7 @@ save_state_dict_atomic({{"a": torch.zeros(4)}}, {str(target)!r})
     os.utime(old, (0, 0))
     fresh = tmp_path / f".meta.json.{os.getpid()}.89abcdef.tmp"  # another thread of ours may be writing it
     fresh.write_text("{")
-    from clip2point.weights import write_json_atomic
+    from clip2point.checkpoints import write_json_atomic
 
     save_state_dict_atomic({"a": torch.ones(4)}, target)
     write_json_atomic(tmp_path / "meta.json", {"ok": 1})

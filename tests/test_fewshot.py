@@ -18,7 +18,7 @@ from clip2point.fewshot import (
     RUN_FILES, FewShotConfig, GateWeights, RunFolder, load_adapter, make_splits, released_recipe_passes, run_fewshot,
     select_few_shot, stratified_head,
 )
-from clip2point.weights import load_state_dict_file
+from clip2point.checkpoints import load_state_dict_file
 from helpers import DATA, needs_data
 
 MN10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "modelnet10"
@@ -268,7 +268,7 @@ def test_history_is_appended_and_resume_drops_lines_written_after_the_checkpoint
 
 @needs_data
 def test_damaged_checkpoint_metadata_is_a_clear_error_and_a_damaged_cache_is_re_encoded(tiny_backbone, tmp_path):
-    from clip2point.weights import save_state_dict_atomic
+    from clip2point.checkpoints import save_state_dict_atomic
 
     stop, progress = stop_after(1)
     run_fewshot(config(tmp_path, epochs=3), tiny_backbone, progress=progress, should_stop=stop)

@@ -18,7 +18,7 @@ import torch
 from clip2point.backbone import load_backbone
 from clip2point.errors import Clip2PointError
 from clip2point.rng import private_rng, seeded_generator
-from clip2point.weights import save_state_dict_atomic
+from clip2point.checkpoints import save_state_dict_atomic
 from clip2point.zeroshot import ZeroShotClassifier, score_views
 from helpers import DATA, modelnet10_test, needs_data
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoints import load_state_dict_file
 from ..errors import Clip2PointError, WeightsNotFoundError
-from ..weights import find_weight_files, load_state_dict_file, weights_dirs
+from ..weights import find_weight_files, weights_dirs
 from .architecture import (
     architecture_with_weights, build_architecture, ensure_timm, model_image_size, open_clip_module, random_architecture,
 )

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..weights import load_state_dict_file
+from ..checkpoints import load_state_dict_file
 from .architecture import open_clip_module
 
 log = logging.getLogger(__name__)
