@@ -23,6 +23,7 @@ MAX_MODULE_LINES = 500
 # Bottom to top; the first matching prefix decides (longest prefixes first where they overlap).
 LAYERS: list[tuple[str, int]] = [
     ("clip2point.errors", 0), ("clip2point.rng", 0), ("clip2point.classes", 0), ("clip2point.plots", 0),
+    ("clip2point.prompts", 0),
     ("clip2point.checkpoints", 1), ("clip2point.torchscript", 1), ("clip2point.weights", 1),
     ("clip2point.sandbox", 1),
     ("clip2point.io", 2),

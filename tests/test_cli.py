@@ -236,7 +236,7 @@ def test_adapter_run_config_and_explicit_model(tmp_path, capsys, monkeypatch):
         seen.update(model=args.model, weights=args.weights)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(commands, "_backbone", fake_backbone)
+    monkeypatch.setattr(commands, "backbone_from_args", fake_backbone)
     args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run)])
     with pytest.raises(ValueError):
         commands._adapter_backbone(args, RunFolder(run))
@@ -266,7 +266,7 @@ def test_adapter_uses_the_runs_precision_unless_given(tmp_path, monkeypatch):
         seen["precision"] = args.precision
         raise ValueError("stop here")
 
-    monkeypatch.setattr(commands, "_backbone", fake_backbone)
+    monkeypatch.setattr(commands, "backbone_from_args", fake_backbone)
     for extra, expected in (([], "bf16"), (["--precision", "fp32"], "fp32")):
         args = cli.build_parser().parse_args(["zeroshot", "x.ply", "--adapter", str(run), *extra])
         with pytest.raises(ValueError):

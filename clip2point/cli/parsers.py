@@ -11,6 +11,10 @@ import argparse
 
 from ..cliutil import HelpFormatter, add_config_arguments
 from ..pretrain.cli import PARSERS as PRETRAIN_PARSERS
+from .data import DATA_HELP, data_parser
+from .eval import EVAL_HELP, eval_parser
+from .options import (add_backbone_args, add_cache_args, add_image_size_arg, add_model_args, add_precision_arg,
+                      add_render_args, add_shape_args)
 
 __all__ = ["PARSERS", "build_parser", "command_of", "EPILOG", "FEWSHOT_EPILOG"]
 
@@ -33,90 +37,6 @@ how to get weights; `--weights random` runs with random weights (scores are then
 """
 
 
-def _view_set_names() -> tuple[str, ...]:
-    from ..render import VIEW_SETS
-
-    return tuple(sorted(VIEW_SETS, key=lambda name: (len(name), name)))
-
-
-def _add_shape_args(p: argparse.ArgumentParser) -> None:
-    from ..io import UP_AXES
-
-    p.add_argument("--up", choices=UP_AXES, default="y",
-                   help="up axis of the input: z for ModelNet OFF data and its samples (mapped (x,y,z)->(-y,z,-x)), y otherwise")
-    p.add_argument("--num-points", type=int, default=1024, help="points kept per shape (farthest point sampling); 0 keeps all")
-    p.add_argument("--index", type=int, default=0, help="which shape of a multi-shape .h5/.npy/.npz file")
-    p.add_argument("--seed", type=int, default=0, help="seed of point sampling")
-
-
-def _add_image_size_arg(p: argparse.ArgumentParser) -> None:
-    from ..render import RasterSettings
-
-    p.add_argument("--image-size", type=int, default=RasterSettings.image_size, help="depth image size in pixels (H = W)")
-
-
-def _add_render_args(p: argparse.ArgumentParser, default_views: str) -> None:
-    from ..render import RasterSettings
-
-    p.add_argument("--views", choices=_view_set_names(), default=default_views,
-                   help="view set: 6 = released zero-shot views, 10 = pre-training/few-shot views")
-    _add_image_size_arg(p)
-    p.add_argument("--radius", type=float, default=RasterSettings.radius,
-                   help="splat radius in NDC units (0.02 ≈ 2.2 px at 224²)")
-
-
-PRECISION_HELP = ("encoder weights: fp32 (exact), bf16, or auto (bf16 where this CPU/GPU computes it "
-                  "natively — ~3x faster encoding on such CPUs, features within cosine 0.999 — else fp32; "
-                  "`clip2point info` says what auto picks here and why)")
-
-
-#: Appended to a help that states its default itself: formats to nothing, and keeps argparse from adding "(default: None)".
-OWN_DEFAULT = "%(default).0s"
-
-
-def _add_precision_arg(p: argparse.ArgumentParser, adapter: bool = False) -> None:
-    """--precision, default the library's (``BackboneConfig.precision``); with ``adapter``, None: the run's."""
-    from ..backbone import PRECISIONS, BackboneConfig
-
-    if adapter:
-        p.add_argument("--precision", choices=PRECISIONS, default=None,
-                       help=PRECISION_HELP + f" (default: {BackboneConfig.precision}; with --adapter, the run's){OWN_DEFAULT}")
-    else:
-        p.add_argument("--precision", choices=PRECISIONS, default=BackboneConfig.precision, help=PRECISION_HELP)
-
-
-def _add_cache_args(p: argparse.ArgumentParser) -> None:
-    """--cache-dir / --no-cache: the persistent view-feature cache (:mod:`clip2point.viewcache`)."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--cache-dir", metavar="DIR", default=None,
-                   help="view-feature cache: shapes encoded before with the same encoder, precision, views and render "
-                        "settings are not encoded again (default: $CLIP2POINT_CACHE_DIR, else ~/.cache/clip2point/views; "
-                        "`clip2point cache info|clear`)")
-    g.add_argument("--no-cache", action="store_true", help="neither read nor write the view-feature cache")
-
-
-def _add_backbone_args(p: argparse.ArgumentParser) -> None:
-    from ..backbone import DEFAULT_MODEL
-
-    p.add_argument("--model", default=None,
-                   help=f"open_clip architecture (default: {DEFAULT_MODEL}; with --adapter, the run's){OWN_DEFAULT}")
-    p.add_argument("--weights", default=None, metavar="TAG|PATH|random",
-                   help="CLIP weights: an open_clip tag (openai), a checkpoint file, or 'random' (meaningless scores); "
-                        "files are read without running code (pickled code and TorchScript code are refused)")
-    p.add_argument("--depth-encoder", default=None, metavar="PATH",
-                   help="CLIP2Point depth encoder (authors' best_eval.pth or `clip2point weights export` output); used instead of CLIP's visual tower")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
-    p.add_argument("--offline", action="store_true", help="never try to download weights")
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from ..backbone import DEFAULT_TEMPLATE
-
-    _add_backbone_args(p)
-    p.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt template; {} is replaced by the class name")
-    p.add_argument("--batch-size", type=int, default=32, help="shapes per batch")
-
-
 def _info_parser(p: argparse.ArgumentParser) -> None:
     from ..backbone import DEFAULT_MODEL
 
@@ -131,8 +51,8 @@ def _render_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="point-cloud or mesh files")
     p.add_argument("-o", "--out-dir", required=True, help="output folder (created)")
     p.add_argument("--format", choices=("png", "npy"), default="png")
-    _add_shape_args(p)
-    _add_render_args(p, "10")
+    add_shape_args(p)
+    add_render_args(p, "10")
 
 
 def _zeroshot_parser(p: argparse.ArgumentParser) -> None:
@@ -149,34 +69,11 @@ def _zeroshot_parser(p: argparse.ArgumentParser) -> None:
                         "its classes, views and backbone are used (--model/--weights/--depth-encoder default to the run's)")
     p.add_argument("--top-k", type=int, default=5, help="classes shown per input")
     p.add_argument("--json", action="store_true", help="print one JSON object per input (file, classes, probs, top, view_logits)")
-    _add_shape_args(p)
-    _add_render_args(p, "6")
-    _add_model_args(p)
-    _add_precision_arg(p, adapter=True)
-    _add_cache_args(p)
-
-
-def _eval_parser(p: argparse.ArgumentParser) -> None:
-    from ..datasets import DATASET_NAMES
-    from ..fewshot import FewShotConfig
-    from ..io import UP_AXES
-
-    p.add_argument("--dataset", choices=DATASET_NAMES, required=True)
-    p.add_argument("--data-dir", required=True, help="folder with the dataset (h5, ply_hdf5_2048, normal_resampled or OFF layout)")
-    p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N shapes (0 = all)")
-    p.add_argument("--num-points", type=int, default=1024, help="points per shape")
-    p.add_argument("--up", choices=UP_AXES, default=None, help="override the dataset's up axis")
-    add_config_arguments(p, FewShotConfig, ["prompt_style"])  # the same option, default and help as few-shot's
-    p.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--compare-precision", action="store_true",
-                   help="run the evaluation in fp32 and in bf16 on the same shapes and report top-1 agreement of the "
-                        "predictions, the largest feature difference and the smallest cosine (--precision and the view cache are not used)")
-    _add_render_args(p, "6")
-    _add_model_args(p)
-    _add_precision_arg(p)
-    _add_cache_args(p)
+    add_shape_args(p)
+    add_render_args(p, "6")
+    add_model_args(p)
+    add_precision_arg(p, adapter=True)
+    add_cache_args(p)
 
 
 FEWSHOT_EPILOG = """\
@@ -211,20 +108,11 @@ def _fewshot_parser(p: argparse.ArgumentParser) -> None:
                      "validation/test accuracy, per-view gate weights and plots.")
     p.epilog = FEWSHOT_EPILOG
     add_config_arguments(p, FewShotConfig)  # every FewShotConfig field with a "flag": its default and help
-    _add_image_size_arg(p)  # the CLI renders at CLIP2Point's 224 px unless told (the library: the model's input size)
+    add_image_size_arg(p)  # the CLI renders at CLIP2Point's 224 px unless told (the library: the model's input size)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the summary")
-    _add_backbone_args(p)
-    _add_precision_arg(p)  # a backbone setting, like --model: its default is BackboneConfig's
-    _add_cache_args(p)
-
-
-def _data_parser(p: argparse.ArgumentParser) -> None:
-    from ..datasets import DATASET_URLS
-
-    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    d = dsub.add_parser("download", help="download and unzip the official ModelNet archive", formatter_class=HelpFormatter)
-    d.add_argument("name", choices=tuple(DATASET_URLS))
-    d.add_argument("-o", "--out-dir", default="data", help="where to unzip")
+    add_backbone_args(p)
+    add_precision_arg(p)  # a backbone setting, like --model: its default is BackboneConfig's
+    add_cache_args(p)
 
 
 CACHE_DIR_HELP = "the cache folder (default: $CLIP2POINT_CACHE_DIR, else ~/.cache/clip2point/views)"
@@ -247,9 +135,9 @@ PARSERS = {
     "info": ("versions, device, and which weights were found where", _info_parser),
     "render": ("render depth views of point clouds/meshes to PNG or NPY", _render_parser),
     "zeroshot": ("zero-shot classify point clouds/meshes by class names", _zeroshot_parser),
-    "eval": ("zero-shot accuracy on ModelNet10/40 (accuracy, per-class, confusion matrix)", _eval_parser),
+    "eval": (EVAL_HELP, eval_parser),
     "fewshot": ("few-shot training of the Gated Dual-Path Adapter on ModelNet10/40", _fewshot_parser),
-    "data": ("datasets: download ModelNet10/40", _data_parser),
+    "data": (DATA_HELP, data_parser),
     "cache": ("the persistent view-feature cache: info, clear", _cache_parser),
     **PRETRAIN_PARSERS,  # pretrain, weights export
 }

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from clip2point.errors import Clip2PointError
-from ui import figures
+from ui import figures, gate_figures
 from ui.adapters import AdapterComparison, compare_on_shape, depth_thumbnails
 from ui.defaults import DEFAULT_VIEWS, FEWSHOT_VIEWS
 from ui.registry import resolve_device
@@ -161,7 +161,7 @@ class FewShotHandlers:
         res, zs, truth = cmp.adapter, cmp.zero_shot, cmp.true_label
         thumbs = depth_thumbnails(res.depth[0] if res.depth is not None else None)
         mean, mean_name = run_gate_mean(state)
-        gate = figures.gate_views_figure(res.view_labels, mean, res.gate[0].numpy(), thumbs, mean_name or "mean")
+        gate = gate_figures.gate_views_figure(res.view_labels, mean, res.gate[0].numpy(), thumbs, mean_name or "mean")
         adapter = figures.probability_figure(res.classes, res.probs[0].numpy(), 5, truth)
         zero = figures.probability_figure(zs.classes, zs.probs[0].numpy(), 5, truth)
         return gate, adapter, zero
@@ -187,7 +187,7 @@ class FewShotHandlers:
             return (fs, show_error(err, "few-shot start")) + (gr.skip(),) * 5 + self.buttons(running)
         fs.runner, fs.classifier, fs.classifier_dir, fs.shown_epochs = runner, None, "", 0
         wait = figures.placeholder_figure("results appear when the run ends", 200)
-        return (fs, fewshot_status_html(runner.state, runner.config.epochs), figures.training_curves_figure([]), wait,
+        return (fs, fewshot_status_html(runner.state, runner.config.epochs), gate_figures.training_curves_figure([]), wait,
                 None, None, gr.Timer(active=True), *self.buttons(True))
 
     def start_run(self, owner: str, fs: FewShotState, dataset, shots, epochs, gate, views, limit_test,
@@ -228,7 +228,7 @@ class FewShotHandlers:
         epochs = fs.runner.config.epochs
         curves = gr.skip()
         if len(state.history) != fs.shown_epochs or state.finished:
-            curves, fs.shown_epochs = figures.training_curves_figure(state.history), len(state.history)
+            curves, fs.shown_epochs = gate_figures.training_curves_figure(state.history), len(state.history)
         status = fewshot_status_html(state, epochs)
         if not state.finished:
             return (session, fs, status, curves) + (gr.skip(),) * 3 + (gr.skip(), *self.buttons(True))

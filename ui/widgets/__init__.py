@@ -23,7 +23,7 @@ an HTML fallback.
 """
 from __future__ import annotations
 
-from ui.figures import gate_weights_figure, training_curves_figure
+from ui.gate_figures import gate_weights_figure, training_curves_figure
 from ui.widgets.common import default_spec, show_figure
 from ui.widgets.fewshot import FewShotPanel, GateViewer
 from ui.widgets.zeroshot import FILE_CHOICE, ShapeExplorer, ZeroShotPanel, explore

@@ -17,7 +17,7 @@ from clip2point.viewcache import ViewFeatureCache
 from ui import figures
 from ui.adapters import class_gate_means, example_depth_thumbnails
 from ui.defaults import DEFAULT_EXAMPLE, FEWSHOT_VIEWS, VIEW_SETS
-from ui.figures import gate_weights_figure, training_curves_figure
+from ui.gate_figures import gate_weights_figure, training_curves_figure
 from ui.registry import REGISTRY, ModelSpec, choose_view_cache
 from ui.runs import FewShotRunner, RunState
 from ui.shapes import find_data_dir
