@@ -14,6 +14,7 @@ import torch
 from .backbone import DEFAULT_TEMPLATE, ClipBackbone
 from .classes import parse_classes
 from .errors import Clip2PointError
+from .prompts import as_templates
 from .render import DepthRenderer, RasterSettings, ViewSet, clip_normalize, get_view_set
 from .viewcache import ViewFeatureCache, encode_point_views
 
@@ -178,13 +179,22 @@ class ZeroShotClassifier:
     Args:
         backbone: a :class:`~clip2point.backbone.ClipBackbone` (see ``load_backbone``).
         classes: class names (words) or a comma-separated string.
-        template: prompt template with one ``{}`` (default CLIP2Point's "image of a {}").
+        template: prompt template with one ``{}`` (default CLIP2Point's "image of a {}"), or a
+            sequence of templates: a prompt ensemble, averaged in text-feature space (see
+            :meth:`~clip2point.backbone.ClipBackbone.text_features`; presets and template files:
+            :func:`clip2point.prompts.resolve_templates`). None: the default.
         views: "6" (released zero-shot default), "10", or a :class:`ViewSet`.
         encoder: "auto" (the depth encoder when one is loaded, else CLIP), "clip", or "depth".
         image_size, radius: rendering settings (defaults: the backbone's input size, 0.02 NDC).
         batch_size: images per encoder forward pass.
         cache: a :class:`~clip2point.viewcache.ViewFeatureCache` (persistent view features: a shape
             seen before with the same encoder and views is not encoded again), or None (default).
+
+    Attributes:
+        templates: the templates in use, a non-empty tuple (one for a single template).
+
+    Raises:
+        PromptTemplateError: a template without exactly one bare ``{}``.
 
     Example:
         >>> clf = ZeroShotClassifier(load_backbone(weights="openai"), ["chair", "table"])
@@ -195,7 +205,7 @@ class ZeroShotClassifier:
         self,
         backbone: ClipBackbone,
         classes: str | Sequence[str],
-        template: str = DEFAULT_TEMPLATE,
+        template: str | Sequence[str] | None = DEFAULT_TEMPLATE,
         views: str | int | ViewSet = "6",
         encoder: str = "auto",
         image_size: int | None = None,
@@ -208,17 +218,29 @@ class ZeroShotClassifier:
         self.renderer = DepthRenderer(get_view_set(views), RasterSettings(image_size or backbone.image_size, radius))
         self.batch_size = batch_size
         self.encoder = encoder
-        self.set_prompts(classes, template)
+        self.templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
+        self.set_prompts(classes, DEFAULT_TEMPLATE if template is None else template)
 
     @property
     def views(self) -> ViewSet:
         return self.renderer.views  # type: ignore[return-value]
 
-    def set_prompts(self, classes: str | Sequence[str], template: str | None = None) -> None:
-        """Change the class list and/or template (text features come from the backbone's cache)."""
-        self.classes = parse_classes(classes)
-        self.template = template if template is not None else getattr(self, "template", DEFAULT_TEMPLATE)
-        self.text_features = self.backbone.text_features(self.classes, self.template)
+    @property
+    def template(self) -> str | tuple[str, ...]:
+        """The single template in use, or the tuple of an ensemble (see :attr:`templates`)."""
+        return self.templates[0] if len(self.templates) == 1 else self.templates
+
+    def set_prompts(self, classes: str | Sequence[str], template: str | Sequence[str] | None = None) -> None:
+        """Change the class list and/or the template(s) (None keeps them); text features come from the backbone's cache.
+
+        Raises:
+            PromptTemplateError: an invalid template (nothing is changed then).
+            UnknownClassSetError: an empty or duplicated class list.
+        """
+        templates = self.templates if template is None else as_templates(template)
+        classes = parse_classes(classes)
+        self.text_features = self.backbone.text_features(classes, templates)
+        self.classes, self.templates = classes, templates
 
     def _encoder_name(self) -> str:
         if self.encoder == "auto":

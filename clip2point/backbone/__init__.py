@@ -25,6 +25,7 @@ from torch import nn
 
 from ..checkpoints import load_state_dict_file
 from ..errors import Clip2PointError, WeightsNotFoundError
+from ..prompts import DEFAULT_TEMPLATE, as_templates
 from ..weights import find_weight_files, weights_dirs
 from .architecture import (
     architecture_with_weights, build_architecture, ensure_timm, model_image_size, open_clip_module, random_architecture,
@@ -43,8 +44,6 @@ __all__ = [
 
 #: CLIP2Point's architecture (Huang et al., §4.1): the default everywhere a model is not named.
 DEFAULT_MODEL = "ViT-B-32"
-#: Prompt template of CLIP2Point's released zero-shot code (§4).
-DEFAULT_TEMPLATE = "image of a {}"
 _TEXT_BATCH = 256  # prompts per text-tower pass
 
 
@@ -382,31 +381,42 @@ class ClipBackbone(nn.Module):
         return s
 
     @torch.inference_mode()
-    def text_features(self, classes: Sequence[str], template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
-        """L2-normalised text features of ``template.format(c)`` for each class.
+    def text_features(self, classes: Sequence[str], template: str | Sequence[str] = DEFAULT_TEMPLATE) -> torch.Tensor:
+        """L2-normalised text features of each class's prompt(s): one template, or an ensemble.
+
+        One template: the feature of ``template.format(c)`` (exactly as before ensembles existed).
+        Several templates: CLIP's prompt ensembling (Radford et al., 2021, §3.1.4; OpenAI's
+        ``Prompt_Engineering_for_ImageNet`` notebook): each template's feature L2-normalised, the
+        mean over the templates, L2-normalised again. All K·C prompts go through the text tower in
+        chunks of 256 (not one pass per template).
 
         Args:
             classes: C class names (words, e.g. "night stand").
-            template: a prompt with one ``{}``, e.g. "image of a {}" (CLIP2Point's release).
+            template: a prompt with one ``{}``, e.g. "image of a {}" (CLIP2Point's release), or a
+                sequence of them (see :data:`clip2point.prompts.TEMPLATE_PRESETS`); repeats count once.
 
         Returns:
             (C, D) float32 on the backbone's device (encoded in the backbone's precision). Cached
-            per (precision, template, classes), thread-safe; the returned tensor is shared: do not
+            per (precision, templates, classes), thread-safe; the returned tensor is shared: do not
             modify it.
 
         Raises:
-            Clip2PointError: the template has no ``{}`` placeholder.
+            PromptTemplateError: a template without exactly one bare ``{}`` (see
+                :func:`clip2point.prompts.validate_template`), or no templates.
         """
-        if "{}" not in template:
-            raise Clip2PointError(f"prompt template {template!r} has no '{{}}' placeholder for the class name, e.g. \"image of a {{}}\"")
-        key = (self.precision, template, tuple(classes))
+        templates = as_templates(template)
+        key = (self.precision, templates, tuple(classes))
         cached = self._text_cache.get(key)
         if cached is not None:
             return cached
-        prompts = [template.format(c) for c in classes]
-        feats = [self.encode_text_tokens(self.tokenizer(prompts[i : i + _TEXT_BATCH]).to(self.device))
-                 for i in range(0, len(prompts), _TEXT_BATCH)]  # bounded activations for long class lists
-        return self._text_cache.put(key, torch.cat(feats) if feats else torch.zeros(0, self.embed_dim, device=self.device))
+        if not classes:
+            return self._text_cache.put(key, torch.zeros(0, self.embed_dim, device=self.device))
+        prompts = [t.format(c) for t in templates for c in classes]  # template-major: (K, C)
+        feats = torch.cat([self.encode_text_tokens(self.tokenizer(prompts[i : i + _TEXT_BATCH]).to(self.device))
+                           for i in range(0, len(prompts), _TEXT_BATCH)])  # bounded activations for long lists
+        if len(templates) > 1:  # each row is already L2-normalised: mean over templates, normalise again
+            feats = torch.nn.functional.normalize(feats.view(len(templates), len(classes), -1).mean(dim=0), dim=-1)
+        return self._text_cache.put(key, feats)
 
     @torch.inference_mode()
     def encode_text_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

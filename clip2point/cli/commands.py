@@ -12,7 +12,7 @@ from pathlib import Path
 from ..cliutil import check_output_dir, config_from_args
 from ..pretrain.cli import COMMANDS as PRETRAIN_COMMANDS
 from .common import (PLOT_SUFFIXES, backbone_from_args, check_numbers, classes_from_args, device_name, load_inputs, log_cache,
-                     progress_bar, view_cache)
+                     progress_bar, templates_from_args, view_cache)
 from .data import cmd_data
 from .eval import cmd_eval, cmd_eval_compare_precision
 
@@ -97,6 +97,7 @@ def cmd_zeroshot_adapter(args, run, clouds) -> int:
 
 
 def cmd_zeroshot(args) -> int:
+    from ..prompts import describe_templates
     from ..zeroshot import ZeroShotClassifier
 
     if args.adapter is None and args.classes is None and args.class_set is None:
@@ -107,20 +108,27 @@ def cmd_zeroshot(args) -> int:
     if args.adapter is not None:
         from ..fewshot.rundir import RunFolder
 
+        if args.templates is not None:
+            from ..errors import Clip2PointError
+
+            raise Clip2PointError("--templates does not apply with --adapter: the adapter's text side is the run's own "
+                                  "(its config.json template); drop --templates")
+
         run = RunFolder(args.adapter)  # a damaged run folder fails before the inputs are read
         return cmd_zeroshot_adapter(args, run, list(load_inputs(args)))
     classes = classes_from_args(args)
+    templates = templates_from_args(args)  # a bad template or template file fails before any work
     clouds = list(load_inputs(args))  # read (and validate) every file before loading the model
     cache = view_cache(args)
-    clf = ZeroShotClassifier(backbone_from_args(args), classes, args.template, args.views, image_size=args.image_size,
+    clf = ZeroShotClassifier(backbone_from_args(args), classes, templates, args.views, image_size=args.image_size,
                              radius=args.radius, batch_size=args.batch_size * int(args.views), cache=cache)
     with progress_bar(args, len(clouds), "zero-shot") as bar:
         for path, pc in clouds:
             res = clf.predict(pc.points, keep_depth=False)
             if args.json:
-                print(json.dumps({"file": str(path), **res.as_dict()}))
+                print(json.dumps({"file": str(path), "templates": list(clf.templates), **res.as_dict()}))
             else:
-                print(f"{path}  ({len(pc)} points, {len(res.view_labels)} views, template {clf.template!r})")
+                print(f"{path}  ({len(pc)} points, {len(res.view_labels)} views, template {describe_templates(clf.templates)})")
                 for name, prob in res.top(args.top_k):
                     print(f"  {name:<16s} {prob * 100:6.2f}%  {'█' * round(prob * 30)}")
                 print("  per-view winners: " + ", ".join(res.view_votes()))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 __all__ = ["PLOT_SUFFIXES", "device_name", "progress_bar", "check_numbers", "load_inputs", "view_cache", "log_cache",
-           "backbone_from_args", "classes_from_args"]
+           "backbone_from_args", "classes_from_args", "templates_from_args"]
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
@@ -113,3 +113,22 @@ def classes_from_args(args) -> list[str]:
     from ..classes import get_class_set, parse_classes
 
     return get_class_set(args.class_set) if args.class_set else parse_classes(args.classes)
+
+
+def templates_from_args(args) -> tuple[str, ...]:
+    """The prompt templates the options ask for: ``--templates PRESET|FILE``, else ``--template``, else the default.
+
+    Call it before any slow work: a bad template or file is one clear line (exit status 2).
+
+    Raises:
+        PromptTemplateError: the message names the option (and the file and line for a template file).
+    """
+    from ..prompts import DEFAULT_TEMPLATE, PromptTemplateError, as_templates, resolve_templates
+
+    spec = getattr(args, "templates", None)
+    try:
+        if spec is not None:
+            return resolve_templates(spec)
+        return as_templates(getattr(args, "template", None) or DEFAULT_TEMPLATE)
+    except PromptTemplateError as e:
+        raise PromptTemplateError(f"--templates {spec}: {e}" if spec is not None else f"--template: {e}") from None

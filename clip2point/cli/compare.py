@@ -81,7 +81,7 @@ def _timed(fn: Callable, *args):
     return out, time.perf_counter() - t
 
 
-def compare_precisions(backbone, dataset, template: str, views: str = "6", image_size: int | None = None,
+def compare_precisions(backbone, dataset, template: str | Sequence[str], views: str = "6", image_size: int | None = None,
                        radius: float = 0.02, batch_size: int = 32, images_per_pass: int = 64,
                        precisions: Sequence[str] = ("fp32", "bf16"),
                        progress: Callable[[int], None] | None = None) -> PrecisionComparison:
@@ -91,7 +91,8 @@ def compare_precisions(backbone, dataset, template: str, views: str = "6", image
         backbone: a :class:`~clip2point.backbone.ClipBackbone` loaded in fp32 (the other precision
             is a converted copy; a bf16-loaded backbone would compare rounded weights with themselves).
         dataset: a labelled point-cloud dataset (``class_names``, items ``(points, label)``).
-        template, views, image_size, radius: as :class:`~clip2point.zeroshot.ZeroShotClassifier`.
+        template, views, image_size, radius: as :class:`~clip2point.zeroshot.ZeroShotClassifier` (``template``:
+            one template or an ensemble, e.g. :func:`~clip2point.cli.common.templates_from_args`'s).
         batch_size: shapes per batch; images_per_pass: images per encoder forward pass.
         precisions: (reference, other).
         progress: called with the number of shapes done after each batch.

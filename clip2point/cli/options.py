@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 
 __all__ = ["view_set_names", "add_shape_args", "add_image_size_arg", "add_render_args", "add_precision_arg",
-           "add_cache_args", "add_backbone_args", "add_model_args", "PRECISION_HELP", "OWN_DEFAULT"]
+           "add_cache_args", "add_backbone_args", "add_model_args", "add_template_args", "PRECISION_HELP", "OWN_DEFAULT",
+           "TEMPLATES_HELP"]
 
 
 def view_set_names() -> tuple[str, ...]:
@@ -87,9 +88,22 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="never try to download weights")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    from ..backbone import DEFAULT_TEMPLATE
+TEMPLATES_HELP = ("a prompt ensemble, averaged in text-feature space (CLIP's prompt ensembling): a preset ({presets}), "
+                  "or a UTF-8 file with one template per line ('#' comments and blank lines skipped)")
 
+
+def add_template_args(p: argparse.ArgumentParser) -> None:
+    """--template TEMPLATE | --templates PRESET|FILE (mutually exclusive); read them with :func:`.common.templates_from_args`."""
+    from ..prompts import DEFAULT_TEMPLATE, TEMPLATE_PRESETS
+
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--template", default=DEFAULT_TEMPLATE,
+                   help="prompt template; {} is replaced by the class name (exactly one {}; {{ }} for literal braces)")
+    g.add_argument("--templates", default=None, metavar="PRESET|FILE",
+                   help=TEMPLATES_HELP.format(presets=", ".join(TEMPLATE_PRESETS)))
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
     add_backbone_args(p)
-    p.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt template; {} is replaced by the class name")
+    add_template_args(p)
     p.add_argument("--batch-size", type=int, default=32, help="shapes per batch")

@@ -24,6 +24,7 @@ examples:
   clip2point render chair.ply -o views/ --views 10 --format png
   clip2point zeroshot chair.ply --class-set modelnet40 --weights openai
   clip2point zeroshot scan.npy --classes "chair,table,lamp" --template "a depth map of a {}" --json
+  clip2point zeroshot chair.ply --class-set modelnet40 --templates clip --weights openai   # a prompt ensemble
   clip2point zeroshot shapes.h5 --index 3 --up z --class-set modelnet10 --weights random
   clip2point eval --dataset modelnet10 --data-dir ../shared/data/modelnet10 --limit 100 --plot cm.png
   clip2point fewshot --dataset modelnet10 --data-dir ../shared/data/modelnet10 --shots 16 -o runs/mn10-16
