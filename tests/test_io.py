@@ -376,6 +376,11 @@ ERROR_CASES = {
     "flat_xy.npy": (lambda p: np.save(p, np.zeros((10, 2))), r"\(N, 3\)"),
     "strings.npy": (lambda p: np.save(p, np.array([["a", "b", "c"]])), r"\(N, 3\)"),
     "no_faces.obj": (lambda p: p.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n"), "no faces"),
+    # a text file renamed .obj is not "a mesh without faces" (issue 13 item 12)
+    "notes.obj": (lambda p: p.write_text("meeting notes\nv 1 2 3 is a version\nf is for faces\n"),
+                  r"is not a valid OBJ mesh: line 1 \('meeting notes'\) is not an OBJ statement"),
+    "words.obj": (lambda p: p.write_text("# exported\nv one two three\nf 1 1 1\n"),
+                  r"is not a valid OBJ mesh: line 2 \('v one two three'\) is not a vertex"),
 }
 
 

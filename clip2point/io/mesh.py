@@ -142,7 +142,37 @@ def _check_off(path: Path, raw: bytes, limit: int, face_limit: int) -> None:
                           "lines follow; the file is truncated or corrupt; re-export it")
 
 
+#: OBJ statement keywords (Wavefront OBJ spec: geometry, grouping, display and free-form statements).
+_OBJ_KEYWORDS = frozenset(
+    b"v vt vn vp f fo l p g o s mg usemtl mtllib usemap maplib lod shadow_obj trace_obj bevel c_interp d_interp "
+    b"cstype deg bmat step curv curv2 surf parm trim hole scrv sp end con ctech stech call csh".split()
+)
+#: Lines of an OBJ file whose statements are checked before trimesh parses it.
+_OBJ_LINES_CHECKED = 2000
+
+
+def _check_obj_statements(path: Path, raw: bytes) -> None:
+    """Refuse a file that is not OBJ text (e.g. a text file renamed ``.obj``): the first
+    :data:`_OBJ_LINES_CHECKED` lines must be OBJ statements, and vertex lines must start with numbers."""
+    lines = raw.removeprefix(b"\xef\xbb\xbf").split(b"\n", _OBJ_LINES_CHECKED)[:_OBJ_LINES_CHECKED]
+    for lineno, line in enumerate(lines, 1):
+        words = line.split(b"#", 1)[0].split()
+        if not words:
+            continue
+        shown = line.strip()[:40].decode("utf-8", errors="replace")
+        if words[0] not in _OBJ_KEYWORDS:
+            raise fail(path, f"is not a valid OBJ mesh: line {lineno} ({shown!r}) is not an OBJ statement "
+                             "(v, vn, vt, f, o, g, …); check the file's format — is it a text file renamed .obj?")
+        if words[0] == b"v":
+            try:
+                [float(w) for w in words[1:4]]
+            except ValueError:
+                raise fail(path, f"is not a valid OBJ mesh: line {lineno} ({shown!r}) is not a vertex "
+                                 "('v x y z' with numbers); check the file's format") from None
+
+
 def _check_obj(path: Path, raw: bytes, limit: int, face_limit: int) -> None:
+    _check_obj_statements(path, raw)
     text = b"\n" + raw
     vertices = text.count(b"\nv ") + text.count(b"\nv\t")
     faces = text.count(b"\nf ") + text.count(b"\nf\t")
