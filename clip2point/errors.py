@@ -15,6 +15,8 @@ __all__ = [
     "CheckpointError",
     "UnknownClassSetError",
     "DatasetError",
+    "DatasetNotFoundError",
+    "DatasetFileError",
     "ImageViewError",
     "ResourceLimitError",
     "SandboxError",
@@ -51,6 +53,15 @@ class UnknownClassSetError(Clip2PointError):
 
 class DatasetError(Clip2PointError):
     """A dataset folder is missing, has an unknown layout, or cannot be downloaded."""
+
+
+class DatasetNotFoundError(DatasetError):
+    """The folder does not exist or does not hold the named dataset (the message lists what was looked for)."""
+
+
+class DatasetFileError(DatasetError):
+    """A dataset file is damaged or not in the released layout: a missing key, a wrong shape, labels out of
+    range, NaN/inf coordinates, a malformed split file, or pickled data (never unpickled)."""
 
 
 class ImageViewError(Clip2PointError):

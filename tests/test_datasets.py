@@ -287,7 +287,7 @@ def test_off_folder_name_must_fit(off_root):
 
 
 def test_argument_errors(tmp_path):
-    with pytest.raises(DatasetError, match="unknown dataset 'shapenet'; choose modelnet10 or modelnet40"):
+    with pytest.raises(DatasetError, match="unknown dataset .shapenet.; choose one of modelnet10, modelnet40, scanobjectnn-obj-only"):
         open_dataset("shapenet", tmp_path)
     with pytest.raises(DatasetError, match="unknown split 'val'"):
         open_dataset("modelnet10", tmp_path, "val")

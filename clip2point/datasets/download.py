@@ -1,4 +1,5 @@
-"""Downloading the datasets that have a public archive (ModelNet10/40), safely unzipped."""
+"""Getting the datasets: ModelNet10/40 downloaded from their public archives and safely unzipped; for
+ScanObjectNN and Objaverse-LVIS (no public archive clip2point can use) a message saying where to get them."""
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,11 @@ from pathlib import Path
 from ..checkpoints import file_digest
 from ..errors import DatasetError
 from .modelnet import MODELNET_FOLDERS
+from .objaverse import OPENSHAPE_URL
 from .registry import canonical_name
+from .scanobjectnn import SCANOBJECTNN_URL, SCANOBJECTNN_VARIANTS
 
-__all__ = ["DATASET_URLS", "download_dataset", "safe_extract"]
+__all__ = ["DATASET_URLS", "DOWNLOADABLE", "download_dataset", "safe_extract", "manual_download_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +25,38 @@ DATASET_URLS: dict[str, str] = {
     "modelnet10": "http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip",
     "modelnet40": "http://modelnet.cs.princeton.edu/ModelNet40.zip",
 }
+#: Names ``clip2point data download`` accepts: the archives above, and those it explains how to get.
+DOWNLOADABLE: tuple[str, ...] = (*DATASET_URLS, "scanobjectnn", *SCANOBJECTNN_VARIANTS, "objaverse-lvis")
+
+
+def manual_download_message(name: str, dest_dir: str | Path) -> str | None:
+    """Where to get ``name`` by hand and where to put it, or None for a dataset with a public archive.
+
+    ScanObjectNN: the authors share ``h5_files.zip`` on request (their README's download link is commented
+    out; the FAQ asks to e-mail them), so there is no URL to fetch. Objaverse-LVIS: OpenShape's processed
+    data are public but store pickled dicts (≈ 185 GB), which clip2point converts only on request.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    dest = Path(dest_dir).expanduser()
+    if key == "scanobjectnn" or key in SCANOBJECTNN_VARIANTS:
+        files = "; ".join(f"{v.paper_name}: {v.folder}/{{{v.file_name('train')},{v.file_name('test')}}}"
+                          for v in SCANOBJECTNN_VARIANTS.values())
+        return (
+            f"ScanObjectNN has no public download URL: its authors share it on request (terms of use on "
+            f"{SCANOBJECTNN_URL}; their FAQ asks for an e-mail to the first author). Get h5_files.zip and unzip it "
+            f"into {dest}, so that {dest / 'h5_files' / 'main_split'} and {dest / 'h5_files' / 'main_split_nobg'} "
+            f"exist. Files read: {files}. Then pass --data-dir {dest / 'h5_files'} with --dataset "
+            f"{' / '.join(SCANOBJECTNN_VARIANTS)}."
+        )
+    if key == "objaverse-lvis":
+        return (
+            f"Objaverse-LVIS is not downloaded by clip2point: OpenShape's processed data ({OPENSHAPE_URL}: "
+            f"meta_data.zip with split/lvis.json, and Objaverse/000-*.tar.gz, about 185 GB) store pickled Python "
+            f"objects. Download and unpack them yourself, then convert the files you trust with `clip2point data "
+            f"convert-openshape SRC_DIR -o {dest / 'objaverse-lvis'} --split-file SRC_DIR/meta_data/split/lvis.json "
+            f"--i-trust-these-files` and pass --data-dir {dest / 'objaverse-lvis'}."
+        )
+    return None
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
@@ -41,6 +76,9 @@ def safe_extract(archive: Path, dest: Path) -> None:
 def download_dataset(name: str, dest_dir: str | Path, progress: bool = True) -> Path:
     """Download and unzip the official ModelNet10/ModelNet40 archive into ``dest_dir``.
 
+    ScanObjectNN and Objaverse-LVIS raise a :class:`DatasetError` whose message is
+    :func:`manual_download_message` (where to get them, which files, where to put them, the ``--data-dir``).
+
     Nothing is fetched when ``dest_dir/ModelNet10`` (or ``ModelNet40``) already exists. The
     archive (≈ 0.5 GB / 2 GB) is fetched with :func:`pooch.retrieve`; Princeton publishes no
     checksum for it, so ``known_hash=None`` and the computed sha256 is logged. It is unzipped
@@ -52,8 +90,12 @@ def download_dataset(name: str, dest_dir: str | Path, progress: bool = True) -> 
         :func:`clip2point.datasets.open_dataset`.
 
     Raises:
-        DatasetError: unknown name, the download failed (e.g. no internet), or a corrupt archive.
+        DatasetError: unknown name, the download failed (e.g. no internet), a corrupt archive, or a dataset
+            with no public archive.
     """
+    manual = manual_download_message(name, dest_dir)
+    if manual is not None:
+        raise DatasetError(manual)
     key = canonical_name(name)
     folder_name, url = MODELNET_FOLDERS[key], DATASET_URLS[key]
     dest = Path(dest_dir).expanduser()
