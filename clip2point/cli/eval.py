@@ -106,6 +106,7 @@ def check_eval_args(args) -> None:
     from ..errors import Clip2PointError
 
     check_numbers(args)
+    eval_templates(args)  # a bad --template/--templates fails here, before any work
     if args.table:
         bad = [o for o, v in (("--dataset", args.dataset), ("--data-dir", args.data_dir), ("--plot", args.plot),
                               ("--compare-precision", args.compare_precision)) if v not in (None, False)]
@@ -130,12 +131,11 @@ def eval_dataset(args, name: str | None = None, data_dir: str | None = None):
     return ds.subset(range(min(args.limit, len(ds)))) if args.limit else ds
 
 
-def eval_templates(args):
-    """The classifier's prompt template(s): ``templates_from_args`` (--template / --templates) where it exists."""
-    from . import common
+def eval_templates(args) -> tuple[str, ...]:
+    """The classifier's prompt template(s) (--template / --templates; see :func:`.common.templates_from_args`)."""
+    from .common import templates_from_args
 
-    pick = getattr(common, "templates_from_args", None)
-    return tuple(pick(args)) if pick is not None else args.template
+    return templates_from_args(args)
 
 
 def cmd_eval_compare_precision(args, ds) -> int:

@@ -63,7 +63,8 @@ def table_row(dataset: str, split: str, metrics: dict | None, error: str | None 
     """One row of the table: our result (``EvalResult.as_dict()`` or None with ``error``) beside the published numbers.
 
     Returns:
-        {"dataset", "split", "num_shapes", "accuracy" (%), "mean_class_accuracy" (%), "paper" ({accuracy,
+        {"dataset", "split", "num_shapes", "num_classes", "classes_present" (classes with a shape: a partial
+        dataset or --limit shows here), "accuracy" (%), "mean_class_accuracy" (%), "paper" ({accuracy,
         source, variant} or None), "other_reports" ([...]), "error"} — accuracies in percent, None when absent.
     """
     paper = paper_number(dataset)
@@ -72,9 +73,12 @@ def table_row(dataset: str, split: str, metrics: dict | None, error: str | None 
         v = None if metrics is None else metrics.get(key)
         return None if v is None or v != v else round(100 * float(v), 2)
 
+    confusion = None if metrics is None else metrics.get("confusion_matrix")
     return {
         "dataset": dataset, "split": split,
         "num_shapes": None if metrics is None else metrics.get("num_shapes"),
+        "num_classes": None if metrics is None or "classes" not in metrics else len(metrics["classes"]),
+        "classes_present": None if confusion is None else sum(1 for row in confusion if sum(row)),
         "accuracy": pct("accuracy"), "mean_class_accuracy": pct("mean_class_accuracy"),
         "paper": None if paper is None else paper.as_dict(),
         "other_reports": [r.as_dict() for r in OTHER_REPORTS.get(dataset, ())],
@@ -89,15 +93,16 @@ def _num(v: float | None) -> str:
 def format_table(rows: list[dict], weights: str, random_weights: bool, limit: int = 0) -> str:
     """The paper-style table as Markdown: dataset × (ours, CLIP2Point paper, other reports), with its notes."""
     ours = "ours, RANDOM weights" if random_weights else "ours"
-    lines = [f"| dataset | shapes | {ours} top-1 % | mean class % | CLIP2Point paper % | other reports % |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [f"| dataset | shapes | classes | {ours} top-1 % | mean class % | CLIP2Point paper % | other reports % |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         paper = r["paper"] or {}
         other = "; ".join(f"{_num(o['accuracy'])} ({o['source'].split(' (')[0]}: {o['variant']})" for o in r["other_reports"])
         if r["error"]:
-            lines.append(f"| {r['dataset']} | — | error: {r['error']} | — | {_num(paper.get('accuracy'))} | {other or '—'} |")
+            lines.append(f"| {r['dataset']} | — | — | error: {r['error']} | — | {_num(paper.get('accuracy'))} | {other or '—'} |")
             continue
-        lines.append(f"| {r['dataset']} ({r['split']}) | {r['num_shapes']} | {_num(r['accuracy'])} | "
+        classes = "—" if r.get("classes_present") is None else f"{r['classes_present']}/{r['num_classes']}"
+        lines.append(f"| {r['dataset']} ({r['split']}) | {r['num_shapes']} | {classes} | {_num(r['accuracy'])} | "
                      f"{_num(r['mean_class_accuracy'])} | {_num(paper.get('accuracy'))} | {other or '—'} |")
     notes = [f"weights: {weights}"]
     if random_weights:
@@ -105,5 +110,8 @@ def format_table(rows: list[dict], weights: str, random_weights: bool, limit: in
                      "(--weights openai, --depth-encoder best_eval.pth) to compare with the paper")
     if limit:
         notes.append(f"--limit {limit}: only the first {limit} shapes of each dataset (the paper uses the full test split)")
+    if any(r.get("classes_present") is not None and r["classes_present"] < r["num_classes"] for r in rows):
+        notes.append("classes a/b: only a of the b classes have shapes here (a partial dataset or --limit): "
+                      "not comparable with the paper's full test split")
     notes.append(f"paper: {_PAPER}, {_RELEASE}; '—' = no number published (or none we could verify)")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
