@@ -388,7 +388,7 @@ class ClipBackbone(nn.Module):
         Several templates: CLIP's prompt ensembling (Radford et al., 2021, §3.1.4; OpenAI's
         ``Prompt_Engineering_for_ImageNet`` notebook): each template's feature L2-normalised, the
         mean over the templates, L2-normalised again. All K·C prompts go through the text tower in
-        chunks of 256 (not one pass per template).
+        chunks of 256 prompts of similar length (not one pass per template).
 
         Args:
             classes: C class names (words, e.g. "night stand").
@@ -412,10 +412,18 @@ class ClipBackbone(nn.Module):
         if not classes:
             return self._text_cache.put(key, torch.zeros(0, self.embed_dim, device=self.device))
         prompts = [t.format(c) for t in templates for c in classes]  # template-major: (K, C)
-        feats = torch.cat([self.encode_text_tokens(self.tokenizer(prompts[i : i + _TEXT_BATCH]).to(self.device))
-                           for i in range(0, len(prompts), _TEXT_BATCH)])  # bounded activations for long lists
-        if len(templates) > 1:  # each row is already L2-normalised: mean over templates, normalise again
-            feats = torch.nn.functional.normalize(feats.view(len(templates), len(classes), -1).mean(dim=0), dim=-1)
+        if len(templates) == 1:  # in class order, as before ensembles existed (bit-identical features)
+            feats = torch.cat([self.encode_text_tokens(self.tokenizer(prompts[i : i + _TEXT_BATCH]).to(self.device))
+                               for i in range(0, len(prompts), _TEXT_BATCH)])  # bounded activations for long lists
+            return self._text_cache.put(key, feats)
+        # an ensemble: all K·C prompts in chunks of similar length (the text tower runs on each chunk's longest prompt)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        feats = torch.empty(len(prompts), self.embed_dim, device=self.device)
+        for i in range(0, len(order), _TEXT_BATCH):
+            idx = order[i : i + _TEXT_BATCH]
+            feats[idx] = self.encode_text_tokens(self.tokenizer([prompts[j] for j in idx]).to(self.device))
+        # each row is already L2-normalised: the mean over the templates, normalised again
+        feats = torch.nn.functional.normalize(feats.view(len(templates), len(classes), -1).mean(dim=0), dim=-1)
         return self._text_cache.put(key, feats)
 
     @torch.inference_mode()
