@@ -442,3 +442,60 @@ def test_download_bad_archives(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="unsafe path"):
         download_dataset("modelnet10", tmp_path / "d")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+# ---------------------------------------------------------------------------- ModelNet40 in every layout, find_datasets
+
+
+def test_modelnet40_off_folder_all_40_classes_with_the_release_prompts(tmp_path):
+    """ModelNet40's OFF layout (ModelNet40/<class>/{train,test}/<class>_0001.off): labels index all 40 classes in the
+    official order; prompts are the release's spaced words (night stand, flower pot)."""
+    root = tmp_path / "ModelNet40"
+    picks = {"airplane": 0, "flower_pot": 15, "night_stand": 23, "xbox": 39}
+    for cls in picks:
+        write_box_off(root / cls / "test" / f"{cls}_0001.off", (1, 2, 3))
+    write_box_off(root / "night_stand" / "train" / "night_stand_0001.off", (1, 2, 3))
+    ds = open_dataset("modelnet40", tmp_path, "test", num_points=64)
+    assert ds.layout == "off" and ds.root == root and ds.up == "z" and len(ds.class_names) == 40
+    assert ds.labels.tolist() == sorted(picks.values())
+    assert [ds.class_names[i] for i in ds.labels] == ["airplane", "flower pot", "night stand", "xbox"]
+    assert ds.class_names == list(datasets.MODELNET40) and all("_" not in c for c in ds.class_names)
+    assert len(open_dataset("modelnet40", root, "train", num_points=8)) == 1
+    with pytest.raises(DatasetError, match="OFF folder of modelnet40"):
+        open_dataset("modelnet10", root, "test")
+
+
+@needs_shared
+def test_modelnet40_h5_layouts_prompt_words(tmp_path, mn40_raw):
+    """Our h5 layout with a class_names attribute (all 40, underscores) gives the release's spaced words too."""
+    data, _, labels, names = mn40_raw
+    ids = (MN40 / "modelnet40_shape_names.txt").read_text().split()
+    with h5py.File(tmp_path / "modelnet40_mine_test.h5", "w") as h:
+        h["data"], h["label"] = data[:10], labels[:10, None]
+        h.attrs["class_names"] = json.dumps(ids)
+        h.attrs["up"] = "y"
+    ds = open_dataset("modelnet40", tmp_path, "test", num_points=32)
+    assert ds.class_names == list(datasets.MODELNET40) and ds.labels.tolist() == labels[:10].tolist()
+    assert open_dataset("modelnet40", tmp_path, "test", prompt_style="spaced").class_names == ds.class_names
+
+
+@needs_shared
+def test_find_datasets_on_the_shared_data_and_its_layouts(tmp_path, off_root):
+    assert datasets.find_datasets(SHARED) == {"modelnet10": MN10, "modelnet40": MN40}
+    found = datasets.find_datasets(off_root)
+    assert found == {"modelnet10": off_root / "ModelNet10"}
+    assert len(open_dataset("modelnet10", found["modelnet10"], "test", num_points=8)) == 3
+    assert datasets.find_datasets(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path) == {}
+    with pytest.raises(datasets.DatasetNotFoundError, match="not a folder"):
+        datasets.find_datasets(tmp_path / "nowhere")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "lvis.json").write_text("[not json")
+    assert datasets.find_datasets(tmp_path / "broken") == {}  # found but damaged: left out (a warning is logged)
+
+
+def test_typed_errors_for_missing_folders_and_layouts(tmp_path):
+    with pytest.raises(datasets.DatasetNotFoundError, match="does not exist"):
+        open_dataset("modelnet40", tmp_path / "nowhere")
+    with pytest.raises(datasets.DatasetNotFoundError, match="no modelnet40 dataset found"):
+        open_dataset("modelnet40", tmp_path)
+    assert issubclass(datasets.DatasetNotFoundError, DatasetError) and issubclass(datasets.DatasetFileError, DatasetError)

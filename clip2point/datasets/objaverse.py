@@ -42,7 +42,7 @@ from .base import LazyDataset
 
 __all__ = [
     "ObjaverseLVISDataset", "SPLIT_FILE_NAMES", "OBJECT_EXTENSIONS", "OPENSHAPE_URL", "MAX_SPLIT_BYTES",
-    "OBJAVERSE_CACHE_ITEMS", "find_split_file", "read_split", "member_path", "open_objaverse_lvis", "category_words",
+    "OBJAVERSE_CACHE_ITEMS", "find_split_files", "read_split", "member_path", "open_objaverse_lvis", "category_words",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ class ObjaverseLVISDataset(LazyDataset):
         return np.asarray(cloud.points, dtype=np.float32)
 
 
-def find_split_file(root: Path) -> tuple[Path, Path] | None:
-    """(dataset folder, split file) in ``root`` or one of its sub-folders (Objaverse-like names first), or None.
+def find_split_files(root: Path) -> list[tuple[Path, Path]]:
+    """(dataset folder, split file) pairs in ``root`` and its sub-folders (Objaverse-like names first).
 
     The dataset folder is the one the :data:`SPLIT_FILE_NAMES` entry is relative to; object paths are
     relative to it.
@@ -92,11 +92,8 @@ def find_split_file(root: Path) -> tuple[Path, Path] | None:
         (d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "__"))),
         key=lambda d: ("objaverse" not in d.name.lower() and "openshape" not in d.name.lower(), d.name.lower()),
     )
-    for folder in [root, *subdirs]:
-        for rel in SPLIT_FILE_NAMES:
-            if (folder / rel).is_file():
-                return folder, folder / rel
-    return None
+    return [(folder, folder / rel) for folder in [root, *subdirs] for rel in SPLIT_FILE_NAMES
+            if (folder / rel).is_file()]
 
 
 def read_split(path: Path) -> list[tuple[str, str, str]]:
@@ -179,8 +176,21 @@ def _resolve_all(root: Path, entries: list[tuple[str, str, str]]) -> list[Path]:
     return paths
 
 
+def _pickled_first(ds: ObjaverseLVISDataset) -> str | None:
+    """The error of the dataset's first object when it is pickled (OpenShape's unconverted files), else None."""
+    try:
+        load_point_cloud(ds.paths[0], num_points=None, up="y")
+    except PointCloudFileError as err:
+        return str(err) if "pickled" in str(err) else None
+    return None
+
+
 def open_objaverse_lvis(data_dir: Path, split: str, num_points: int, up: str | None) -> ObjaverseLVISDataset:
     """Open Objaverse-LVIS in ``data_dir`` (see the module docstring for the layout).
+
+    Split files are tried in :func:`find_split_files` order; one whose first object is a pickle (OpenShape's
+    own tree, not converted) is passed over, so a data root holding both OpenShape's download and its
+    converted copy opens the copy.
 
     Returns:
         An :class:`ObjaverseLVISDataset`: ``class_names`` = :func:`category_words` of the sorted categories,
@@ -189,31 +199,39 @@ def open_objaverse_lvis(data_dir: Path, split: str, num_points: int, up: str | N
     Raises:
         DatasetError: ``split`` is not "test".
         DatasetNotFoundError: no split file under ``data_dir``.
-        DatasetFileError: a malformed split file (:func:`read_split`) or object paths outside the folder.
+        DatasetFileError: a malformed split file (:func:`read_split`), object paths outside the folder, or only
+            OpenShape's pickled objects (the message says how to convert them).
     """
     if split != "test":
         raise DatasetError(f"objaverse-lvis has only a 'test' split (a zero-shot benchmark: OpenShape evaluates "
                            f"on all of it and trains without it), not {split!r}")
-    found = find_split_file(data_dir)
-    if found is None:
+    found = find_split_files(data_dir)
+    if not found:
         raise DatasetNotFoundError(
             f"no objaverse-lvis split file in {data_dir} or its sub-folders (looked for {', '.join(SPLIT_FILE_NAMES)}"
             f"). Get OpenShape's data from {OPENSHAPE_URL} (meta_data.zip, Objaverse/000-*.tar.gz), then {_CONVERT_HINT}."
         )
-    root, split_file = found
-    entries = read_split(split_file)
-    categories = sorted({c for _u, c, _p in entries})
-    index = {c: k for k, c in enumerate(categories)}
-    logger.info("%s: %d objects, %d categories", split_file, len(entries), len(categories))
-    return ObjaverseLVISDataset(
-        _resolve_all(root, entries),
-        cache_size=OBJAVERSE_CACHE_ITEMS,
-        class_names=[category_words(c) for c in categories],
-        labels=np.array([index[c] for _u, c, _p in entries], dtype=np.int64),
-        names=[u for u, _c, _p in entries],
-        up=up or "y",
-        split=split,
-        num_points=num_points,
-        root=root,
-        layout="objaverse-lvis",
-    )
+    refused = []
+    for root, split_file in found:
+        entries = read_split(split_file)
+        categories = sorted({c for _u, c, _p in entries})
+        index = {c: k for k, c in enumerate(categories)}
+        ds = ObjaverseLVISDataset(
+            _resolve_all(root, entries),
+            cache_size=OBJAVERSE_CACHE_ITEMS,
+            class_names=[category_words(c) for c in categories],
+            labels=np.array([index[c] for _u, c, _p in entries], dtype=np.int64),
+            names=[u for u, _c, _p in entries],
+            up=up or "y",
+            split=split,
+            num_points=num_points,
+            root=root,
+            layout="objaverse-lvis",
+        )
+        pickled = _pickled_first(ds) if ds.paths[0].is_file() else None
+        if pickled is None:
+            logger.info("%s: %d objects, %d categories", split_file, len(entries), len(categories))
+            return ds
+        refused.append(f"{split_file}: {pickled}")
+    raise DatasetFileError(f"objaverse-lvis in {data_dir} holds only pickled objects, which clip2point never loads "
+                           f"({'; '.join(refused)[:400]}); {_CONVERT_HINT}")
