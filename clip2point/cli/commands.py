@@ -74,24 +74,35 @@ def _adapter_backbone(args, run):
     return backbone_from_args(args)
 
 
+def _classify_each(args, clouds, desc: str, predict, extra: dict, header, footer) -> None:
+    """Classify each (path, PointCloud) with ``predict(points)`` and print it: one JSON object per input
+    (``file``, ``extra``, the result's ``as_dict()``) with --json, else a header line, the top-k bars and ``footer(res)``."""
+    with progress_bar(args, len(clouds), desc) as bar:
+        for path, pc in clouds:
+            res = predict(pc.points)
+            if args.json:
+                print(json.dumps({"file": str(path), **extra, **res.as_dict()}))
+            else:
+                print(f"{path}  ({len(pc)} points, {len(res.view_labels)} views, {header(res)})")
+                for name, prob in res.top(args.top_k):
+                    print(f"  {name:<16s} {prob * 100:6.2f}%  {'█' * round(prob * 30)}")
+                print(footer(res))
+            bar.update(1)
+
+
 def cmd_zeroshot_adapter(args, run, clouds) -> int:
     """``zeroshot --adapter RUN_DIR``: classify with the run's trained adapter (``run``: its RunFolder)."""
     from ..fewshot import load_adapter
 
     cache = view_cache(args)
     clf = load_adapter(run.path, _adapter_backbone(args, run), batch_size=args.batch_size * 10, cache=cache)
-    with progress_bar(args, len(clouds), "adapter") as bar:
-        for path, pc in clouds:
-            res = clf.predict(pc.points)
-            if args.json:
-                print(json.dumps({"file": str(path), "adapter": str(args.adapter), **res.as_dict()}))
-            else:
-                print(f"{path}  ({len(pc)} points, {len(res.view_labels)} views, adapter {args.adapter}, paths {res.paths})")
-                for name, prob in res.top(args.top_k):
-                    print(f"  {name:<16s} {prob * 100:6.2f}%  {'█' * round(prob * 30)}")
-                path_a = "depth encoder" if res.paths == "depth+clip" else "path A"
-                print(f"  gate per view (share from {path_a}): " + ", ".join(f"{g:.2f}" for g in res.gate[0].tolist()))
-            bar.update(1)
+
+    def gate_line(res) -> str:
+        path_a = "depth encoder" if res.paths == "depth+clip" else "path A"
+        return f"  gate per view (share from {path_a}): " + ", ".join(f"{g:.2f}" for g in res.gate[0].tolist())
+
+    _classify_each(args, clouds, "adapter", clf.predict, {"adapter": str(args.adapter)},
+                   lambda res: f"adapter {args.adapter}, paths {res.paths}", gate_line)
     log_cache(cache)
     return 0
 
@@ -122,17 +133,9 @@ def cmd_zeroshot(args) -> int:
     cache = view_cache(args)
     clf = ZeroShotClassifier(backbone_from_args(args), classes, templates, args.views, image_size=args.image_size,
                              radius=args.radius, batch_size=args.batch_size * int(args.views), cache=cache)
-    with progress_bar(args, len(clouds), "zero-shot") as bar:
-        for path, pc in clouds:
-            res = clf.predict(pc.points, keep_depth=False)
-            if args.json:
-                print(json.dumps({"file": str(path), "templates": list(clf.templates), **res.as_dict()}))
-            else:
-                print(f"{path}  ({len(pc)} points, {len(res.view_labels)} views, template {describe_templates(clf.templates)})")
-                for name, prob in res.top(args.top_k):
-                    print(f"  {name:<16s} {prob * 100:6.2f}%  {'█' * round(prob * 30)}")
-                print("  per-view winners: " + ", ".join(res.view_votes()))
-            bar.update(1)
+    _classify_each(args, clouds, "zero-shot", lambda points: clf.predict(points, keep_depth=False),
+                   {"templates": list(clf.templates)}, lambda res: f"template {describe_templates(clf.templates)}",
+                   lambda res: "  per-view winners: " + ", ".join(res.view_votes()))
     log_cache(cache)
     return 0
 
