@@ -236,3 +236,16 @@ def test_cli_download_explains_where_to_get_scanobjectnn(tmp_path, capsys):
         assert "training_objectdataset_augmentedrot_scale75.h5" in err
         assert f"--data-dir {tmp_path / 'd' / 'h5_files'}" in err
     assert not (tmp_path / "d").exists()  # nothing created
+
+
+def test_cli_find_lists_the_data_dir_of_each_dataset(h5_root, tmp_path, capsys):
+    root, _ = h5_root
+    assert main(["-q", "data", "find", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{'scanobjectnn-obj-only':24s} --dataset scanobjectnn-obj-only --data-dir {root}" in lines
+    assert len(lines) == 3
+    assert main(["-q", "data", "find", str(tmp_path / "ScanObjectNN" / "h5_files" / "main_split_nobg")]) == 0
+    assert main(["-q", "data", "find", str(root / "main_split" / "..")]) == 0
+    (tmp_path / "empty").mkdir()
+    assert main(["-q", "data", "find", str(tmp_path / "empty")]) == 1
+    assert "no dataset found" in capsys.readouterr().out
