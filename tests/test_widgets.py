@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,18 +185,48 @@ def test_runner_bad_config_fails_with_the_message(tiny_backbone, tmp_path):
 def test_few_shot_panel_start_and_stop(tmp_path):
     panel = FewShotPanel(SPEC, data_dir=str(MN10), out_dir=str(tmp_path), shots=1, epochs=3, limit_test=10,
                          num_points=256, val_per_class=1)
+    assert "clip+clip" in panel.paths_note.value and "nothing to choose between" in panel.paths_note.value
+    assert "clip2point fewshot --dataset modelnet40" in panel.cost_html.value  # how to run the full protocol
     assert panel.start() is not None
+    assert "images to encode" in panel.cost_html.value and panel.cost.images == (10 + 10 + 10) * 10
     state = panel.wait(120)
     assert state.status == "completed" and panel.progress.value == 1.0
+    assert panel.status.value.startswith("completed · 3 epochs") and "completed · completed" not in panel.status.value
     assert len(panel.curves_figure.data) == 3 and list(panel.curves_figure.data[0].x) == [1, 2, 3]
     assert panel.gate_viewer is not None and panel.gate_viewer.num_view_cards == 10
     assert not panel.start_button.disabled and panel.stop_button.disabled
-    panel.epochs.value = 200
+
+
+@needs_mn10
+@pytest.mark.parametrize("when", ["encode", "epoch"])
+def test_few_shot_panel_stop_takes_effect_within_one_batch(tmp_path, when):
+    """Stop (the button's click handler) during encoding or training: the run ends within one encoder
+    batch or training step, metrics.json says cancelled, the status ends "cancelled" (never stuck at
+    "stopping…") and the display was refreshed a bounded number of times (no flood)."""
+    panel = FewShotPanel(SPEC, data_dir=str(MN10), out_dir=str(tmp_path), shots=1, epochs=200, limit_test=10,
+                         num_points=256, val_per_class=4, cache=False)
+    shown: list[str] = []
+    panel.status.observe(lambda c: shown.append(c["new"]), "value")
     panel.start()
-    assert panel.stop_button.disabled is False
-    panel.stop()
-    assert panel.wait(120).status == "cancelled"
-    assert len(list(tmp_path.iterdir())) == 2  # one folder per run
+    deadline = time.monotonic() + 120
+    while panel.runner.state.stage != when or (when == "epoch" and panel.runner.state.done < 2):
+        assert time.monotonic() < deadline and panel.runner.running, panel.runner.state
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    panel.stop_button.click()
+    assert "stopping…" in panel.status.value  # shown at once
+    state = panel.wait(60)
+    latency = time.monotonic() - t0
+    print(f"FewShotPanel stop latency during {when}: {latency:.2f} s (run's own: {state.stop_latency:.2f} s)")
+    assert state.status == "cancelled" and panel.status.value.startswith("cancelled after")
+    assert "stopping" not in panel.status.value
+    metrics = json.loads((state.run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "cancelled" and metrics["epochs_completed"] < 200
+    # one encoder batch (6 shapes × 10 views of the tiny model) or one training step, plus writing
+    # metrics.json, on 2 shared cores: a few seconds at most
+    assert latency < 6.0, latency
+    assert len(shown) < 60  # throttled: not one refresh per progress report
+    assert not panel.start_button.disabled and panel.stop_button.disabled
 
 
 @needs_mn10
@@ -225,5 +256,23 @@ def test_figures_helpers():
     hist = [{"epoch": 1, "train_loss": 2.0, "train_acc": 0.1, "val_acc": 0.2},
             {"epoch": 2, "train_loss": 1.5, "train_acc": 0.3, "val_acc": 0.25}]
     assert len(training_curves_figure(hist).data) == 3 and len(training_curves_figure([]).data) == 0
+    assert list(training_curves_figure(hist).layout.xaxis.tickformat) == list("d")  # whole epochs
+    assert training_curves_figure(hist).layout.xaxis.dtick == 1
     fig = gate_weights_figure([0.4, 0.6], ["a", "b"], [0.5, 0.5])
-    assert list(fig.data[0].y) == [0.4, 0.6]
+    bars = fig.data[0]
+    assert bars.base == 0.5 and list(bars.customdata) == [0.4, 0.6] and list(bars.text) == ["0.400", "0.600"]
+    lo, hi = fig.layout.yaxis.range
+    assert abs((lo + hi) / 2 - 0.5) < 1e-9  # centred at an even split
+    assert "path A (CLIP (no depth encoder))" in fig.layout.yaxis.title.text
+    assert "CLIP2Point depth encoder" in gate_weights_figure([0.5], ["a"], paths="depth+clip").layout.yaxis.title.text
+
+
+def test_class_gate_heatmap_keeps_tiny_differences_pale():
+    """Differences of 3e-5 around 0.5 must not become strong colour: a fixed 0..1 scale centred at
+    0.5, the values written in the cells."""
+    from ui.gate_figures import class_gate_figure
+
+    fig = class_gate_figure({"chair": np.array([0.50001, 0.50004]), "table": np.array([0.49999, 0.50002])})
+    hm = fig.data[0]
+    assert (hm.zmin, hm.zmax, hm.zmid) == (0.0, 1.0, 0.5) and hm.texttemplate
+    assert "fixed scale" in fig.layout.title.text

@@ -34,7 +34,9 @@ from clip2point.viewcache import ViewFeatureCache
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunState", "FewShotRunner", "STATUSES", "RunPool", "RunLimitError", "clean_old_runs", "RUN_DIR_PATTERN"]
+__all__ = ["RunState", "FewShotRunner", "STATUSES", "RunPool", "RunLimitError", "clean_old_runs", "RUN_DIR_PATTERN",
+           "format_seconds", "encoder_speed", "RunCost", "estimate_run", "RunSummary", "summarize_run", "list_runs",
+           "QUICK_RUN", "FULL_PROTOCOL_COMMAND"]
 
 #: Every value of :attr:`RunState.status`.
 STATUSES = ("idle", "running", "completed", "cancelled", "failed")
@@ -54,6 +56,11 @@ class RunState:
         error: the error message of a failed run, else None.
         run_dir: the run directory (known from the config at start).
         result: the :class:`~clip2point.fewshot.RunResult` once the run returned.
+        epochs: the epochs the run was started for.
+        started, stage_started: ``time.monotonic()`` of the start and of the current stage (the
+            split being encoded), with ``stage_done_at_start`` shapes already done then (the ETA
+            counts from there). stop_requested_at: when Stop was asked for (None: not asked).
+        ended: ``time.monotonic()`` of the end (None while running).
     """
 
     status: str = "idle"
@@ -65,6 +72,12 @@ class RunState:
     error: str | None = None
     run_dir: Path | None = None
     result: RunResult | None = None
+    epochs: int = 0
+    started: float = 0.0
+    stage_started: float = 0.0
+    stage_done_at_start: int = 0
+    stop_requested_at: float | None = None
+    ended: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -84,17 +97,64 @@ class RunState:
         validated epoch."""
         return None if self.result is None else GateWeights.from_metrics(self.result.metrics)
 
-    def describe(self) -> str:
-        """One line for a status label."""
+    @property
+    def stop_latency(self) -> float | None:
+        """Seconds from the stop request to the run's end (None unless stopped and ended)."""
+        if self.stop_requested_at is None or self.ended is None:
+            return None
+        return max(0.0, self.ended - self.stop_requested_at)
+
+    def eta(self, now: float | None = None) -> tuple[float, float | None]:
+        """(seconds elapsed in the current stage, estimated seconds left or None) from its pace."""
+        now = time.monotonic() if now is None else now
+        elapsed = max(0.0, now - self.stage_started) if self.stage_started else 0.0
+        done = self.done - self.stage_done_at_start
+        if done <= 0 or self.total <= 0 or elapsed <= 0:
+            return elapsed, None
+        return elapsed, elapsed / done * max(0, self.total - self.done)
+
+    def describe(self, now: float | None = None) -> str:
+        """One line for a status label: what the run does now, with its progress, elapsed time and
+        the time left ("encoding the training shapes 12/40 · 0:05 elapsed · about 0:14 left",
+        "training · epoch 9/30", "cancelled after 12 of 30 epochs · ...")."""
         if self.status == "failed":
             return f"failed: {self.error}"
-        if self.status in ("idle", "completed", "cancelled"):
-            extra = ""
-            if self.result is not None and self.result.test_accuracy is not None:
-                extra = f" · test accuracy {self.result.test_accuracy:.1%}"
-            return f"{self.status}{extra}" + (f" ({len(self.history)} epochs)" if self.history else "")
-        what = {"encode": f"encoding {self.split} shapes", "epoch": "training", "test": "testing", "done": "writing"}
-        return f"{what.get(self.stage, 'starting')} {self.done}/{self.total}" if self.total else "starting…"
+        if self.status == "idle":
+            return "idle"
+        if self.finished:
+            return self._describe_end()
+        stopping = " · stopping…" if self.stop_requested_at is not None else ""
+        if self.stage == "encode":
+            split = {"train": "training", "val": "validation"}.get(self.split, self.split)
+            elapsed, left = self.eta(now)
+            return (f"encoding the {split} shapes {self.done}/{self.total} · {format_seconds(elapsed)} elapsed"
+                    + (f" · about {format_seconds(left)} left" if left is not None else "") + stopping)
+        if self.stage == "epoch":
+            return f"training · epoch {self.done}/{self.total or self.epochs}" + stopping
+        if self.stage == "test":
+            return f"testing the best epoch on {self.total} test shapes" + stopping
+        if self.stage == "done":
+            return "writing the results"
+        return "starting…" + stopping
+
+    def _describe_end(self) -> str:
+        n = len(self.history)
+        if self.status == "cancelled":
+            text = f"cancelled after {n} of {self.epochs} epochs" if self.epochs else f"cancelled after {n} epochs"
+        else:
+            text = f"completed · {n} epochs"
+        if self.result is not None and self.result.test_accuracy is not None:
+            text += f" · test accuracy {self.result.test_accuracy:.1%}"
+        latency = self.stop_latency
+        if self.status == "cancelled" and latency is not None:
+            text += f" · stopped {latency:.1f} s after Stop"
+        return text
+
+
+def format_seconds(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour on)."""
+    s = int(round(max(0.0, seconds)))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class FewShotRunner:
@@ -118,7 +178,7 @@ class FewShotRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._state = RunState(run_dir=Path(config.out_dir) if config.out_dir else None)
+        self._state = RunState(run_dir=Path(config.out_dir) if config.out_dir else None, epochs=int(config.epochs))
         #: who started it (a :class:`RunPool` owner: the app's browser session id), "" otherwise.
         self.owner = ""
 
@@ -129,13 +189,19 @@ class FewShotRunner:
             if self._thread is not None:
                 raise RuntimeError("this runner was already started; make a new FewShotRunner for another run")
             self._state.status = "running"
+            self._state.started = self._state.stage_started = time.monotonic()
             self._thread = threading.Thread(target=self._work, name="clip2point-fewshot", daemon=True)
         self._notify()
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the run to stop: it ends within one batch (or one encoder chunk), status "cancelled"."""
+        """Ask the run to stop: it ends within one training step or one encoder batch, status
+        "cancelled" (the time it took: :attr:`RunState.stop_latency`)."""
+        with self._lock:
+            if self._state.stop_requested_at is None and not self._state.finished:
+                self._state.stop_requested_at = time.monotonic()
         self._stop.set()
+        self._notify()
 
     @property
     def stop_requested(self) -> bool:
@@ -169,6 +235,8 @@ class FewShotRunner:
     def _progress(self, p: Progress) -> None:
         with self._lock:
             s = self._state
+            if (p.stage, p.split) != (s.stage, s.split) or int(p.done) < s.done:
+                s.stage_started, s.stage_done_at_start = time.monotonic(), int(p.done)
             s.stage, s.done, s.total, s.split = p.stage, int(p.done), int(p.total), p.split
             if p.stage == "epoch" and p.stats is not None:
                 s.history.append({**p.stats.as_dict(), "best_val_acc": p.best_val_acc})
@@ -185,11 +253,13 @@ class FewShotRunner:
                 log.exception("few-shot run %s failed", self.config.out_dir)
             with self._lock:
                 self._state.status, self._state.error = "failed", str(err) or type(err).__name__
+                self._state.ended = time.monotonic()
         else:
             with self._lock:
                 s = self._state
                 s.result, s.run_dir = result, Path(result.run_dir)
                 s.status = "cancelled" if result.status == "cancelled" else "completed"
+                s.ended = time.monotonic()
                 if not s.history and result.history:
                     s.history = [h.as_dict() for h in result.history]
         self._notify()
@@ -328,3 +398,177 @@ def clean_old_runs(root: str | Path, max_age_days: float | None, keep: Iterable[
     if removed:
         log.info("deleted %d run folder(s) older than %g days in %s", len(removed), max_age_days, root)
     return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# what a run will cost
+
+
+#: Measured images per second of each (backbone, device, precision), kept for the process.
+_SPEEDS: dict[tuple[str, str, str], float] = {}
+_SPEED_LOCK = threading.Lock()
+
+
+def encoder_speed(backbone, images: int = 16) -> float:
+    """Images per second one visual tower of ``backbone`` encodes (measured once per model,
+    weights, device and precision, then remembered: ~1 s for ViT-B-32 on a laptop CPU).
+
+    One warm-up pass of 2 images, then ``images`` images in one batch, as a few-shot run encodes them.
+    """
+    import torch
+
+    key = (backbone.describe(), str(backbone.device), str(backbone.precision))
+    with _SPEED_LOCK:
+        if key in _SPEEDS:
+            return _SPEEDS[key]
+        size = backbone.image_size
+        x = torch.rand(images, 3, size, size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            backbone.encode_images(x[:2], normalize=False)
+            t = time.perf_counter()
+            backbone.encode_images(x, normalize=False)
+            speed = images / max(time.perf_counter() - t, 1e-6)
+        _SPEEDS[key] = speed
+        log.info("encoder speed of %s on %s: %.1f images/s", backbone.describe(), backbone.device, speed)
+        return speed
+
+
+@dataclass
+class RunCost:
+    """What a few-shot run will encode and about how long that takes (before it starts).
+
+    Attributes:
+        shapes: shapes per split ("train", "val", "test"). views: V. towers: encoders per view (1
+            for clip+clip, 2 with a depth encoder). images: images to encode (at most; shapes in the
+            view-feature cache are read instead). images_per_s: the measured encoder speed (one
+            tower). seconds: the estimated encoding time. epochs: training epochs (seconds on cached features).
+    """
+
+    shapes: dict[str, int]
+    views: int
+    towers: int
+    images_per_s: float
+    epochs: int
+
+    @property
+    def images(self) -> int:
+        return sum(self.shapes.values()) * self.views * self.towers
+
+    @property
+    def seconds(self) -> float:
+        return self.images / max(self.images_per_s, 1e-6)
+
+    def describe(self) -> str:
+        """One line: shapes, images, estimated time and the measured speed behind it."""
+        n = self.shapes
+        return (f"{n.get('train', 0)} training + {n.get('val', 0)} validation + {n.get('test', 0)} test shapes × "
+                f"{self.views} views{' × 2 encoders' if self.towers == 2 else ''} = {self.images:,} images to encode: "
+                f"about {format_seconds(self.seconds)} at the measured {self.images_per_s:.0f} images/s (shapes "
+                f"encoded before are read from the view-feature cache), then {self.epochs} epochs on cached "
+                "features (seconds)")
+
+
+def estimate_run(config: FewShotConfig, backbone, train_labels, test_count: int) -> RunCost:
+    """The :class:`RunCost` of ``config`` on a dataset with these training labels ((N,) ints) and
+    ``test_count`` test shapes, with ``backbone``'s measured speed (:func:`encoder_speed`)."""
+    import numpy as np
+
+    from clip2point.render import get_view_set
+
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64))
+    classes = int((counts > 0).sum())
+    test = test_count if config.limit_test <= 0 else min(int(config.limit_test), test_count)
+    shapes = {"train": classes * int(config.shots) * int(config.resamples), "val": classes * int(config.val_per_class),
+              "test": int(test)}
+    towers = 2 if getattr(backbone, "depth_encoder", None) is not None else 1
+    return RunCost(shapes, len(get_view_set(config.views)), towers, encoder_speed(backbone), int(config.epochs))
+
+
+# ----------------------------------------------------------------------------------------------
+# the runs on disk
+
+
+@dataclass
+class RunSummary:
+    """One run folder, as a run browser lists it (read through :class:`~clip2point.fewshot.rundir.RunFolder`).
+
+    Attributes:
+        path: the folder. status: "completed", "cancelled", or "unfinished" (no metrics.json: still
+            training, or interrupted). dataset, shots, gate, views, paths: its settings.
+        epochs, epochs_planned: epochs done and asked for. val_accuracy, test_accuracy: in [0, 1]
+            or None. modified: the folder's last change (seconds since the epoch). random_weights:
+            trained on random CLIP weights (its numbers are meaningless).
+    """
+
+    path: Path
+    status: str
+    dataset: str
+    shots: int
+    gate: str
+    views: str
+    paths: str
+    epochs: int
+    epochs_planned: int
+    val_accuracy: float | None
+    test_accuracy: float | None
+    modified: float
+    random_weights: bool
+
+    @property
+    def date(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified))
+
+    def label(self) -> str:
+        """One line naming the run: folder · dataset K-shot · gate · accuracy · date."""
+        acc = (f"test {self.test_accuracy:.1%}" if self.test_accuracy is not None
+               else f"val {self.val_accuracy:.1%}" if self.val_accuracy is not None else self.status)
+        return f"{self.path.name} · {self.dataset} {self.shots}-shot · gate {self.gate} · {acc} · {self.date}"
+
+
+def summarize_run(path: str | Path) -> RunSummary:
+    """The :class:`RunSummary` of one run folder.
+
+    Raises:
+        CheckpointError: not a run folder (no config.json) or a damaged one.
+    """
+    from clip2point.fewshot.rundir import RunFolder
+
+    run = RunFolder(path)
+    cfg, metrics = run.config, run.metrics or {}
+    history = run.history
+    return RunSummary(
+        run.path, str(metrics.get("status") or "unfinished"), cfg.dataset, int(cfg.shots), cfg.gate, cfg.views, run.paths,
+        int(metrics.get("epochs_completed") or len(history)), int(cfg.epochs), metrics.get("val_accuracy"),
+        metrics.get("test_accuracy"), _last_change(run.path),
+        bool(metrics.get("random_weights", run.backbone_info.get("random_weights", False))))
+
+
+def list_runs(root: str | Path, limit: int = 200) -> list[RunSummary]:
+    """The few-shot run folders directly under ``root`` (newest first, at most ``limit``);
+    folders that are not runs, or damaged ones, are skipped (logged)."""
+    from clip2point.errors import CheckpointError
+
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for entry in root.iterdir():
+        if entry.is_symlink() or not entry.is_dir() or not (entry / "config.json").is_file():
+            continue
+        try:
+            out.append(summarize_run(entry))
+        except (CheckpointError, OSError) as err:
+            log.info("skipping %s in the run list: %s", entry, err)
+    out.sort(key=lambda r: r.modified, reverse=True)
+    return out[:limit]
+
+
+#: Settings of a quick few-shot run (the app's and FewShotPanel's defaults): 4 shots, 2 validation
+#: shapes per class and 60 test shapes of ModelNet10 are 120 shapes × 10 views = 1,200 images, about
+#: 50 s with ViT-B-32 fp32 on a 2-core laptop CPU (~23 images/s; bf16 ~80/s), then 30 epochs in seconds.
+QUICK_RUN = {"shots": 4, "epochs": 30, "val_per_class": 2, "limit_test": 60, "views": "10"}
+
+#: The command that runs the full few-shot protocol (CLIP2Point §4.3 / PointCLIP: 16 shots, the
+#: released 100 epochs, every test shape; encoding ModelNet40 takes about an hour on a laptop CPU).
+FULL_PROTOCOL_COMMAND = ("clip2point fewshot --dataset modelnet40 --data-dir DIR --shots 16 --epochs 100 "
+                         "--depth-encoder best_eval.pth --precision auto -o runs/mn40-16shot")

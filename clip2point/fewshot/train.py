@@ -319,6 +319,8 @@ class _Run:
         if state["best_epoch"]:  # report (and test) the kept checkpoint, not the weights in memory
             trainer.model.load_state_dict(load_state_dict_file(self.run_dir / RUN_FILES["adapter"])[0])
         test = self.test(trainer) if status == "completed" and state["best_epoch"] else None
+        if status == "completed" and test is None and self.stop():  # stopped while encoding the test shapes
+            status = "cancelled"
         self.timings["total_s"] = time.perf_counter() - t_run
         metrics = write_metrics(self.run_dir, self.metrics(status, state, history, test, trainer), self.classes,
                                 cfg.plots)
