@@ -406,3 +406,11 @@ def test_cli_fewshot_then_zeroshot_with_the_adapter(tmp_path, capsys):
     assert main(["zeroshot", str(shape)]) == 2 and "--adapter RUN_DIR" in capsys.readouterr().err
     assert main(["fewshot", "--dataset", "modelnet10", "--data-dir", str(MN10), "-o", str(run), *TINY]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("template", ["a {} and a {}", "{}{1}", "{{}}", "no placeholder"])
+def test_config_refuses_a_bad_template_before_anything_loads(template):
+    from clip2point.prompts import PromptTemplateError
+
+    with pytest.raises(PromptTemplateError, match="image of a"):
+        FewShotConfig(out_dir="x", template=template).validate()

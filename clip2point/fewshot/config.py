@@ -18,6 +18,7 @@ from ..datasets import DATASET_NAMES, PointCloudDataset, open_dataset
 from ..errors import Clip2PointError, DatasetError
 from ..gdpa import GATES, GDPAConfig
 from ..io import UP_AXES
+from ..prompts import validate_template
 from ..render import VIEW_SETS, get_view_set
 
 __all__ = [
@@ -138,7 +139,7 @@ class FewShotConfig:
     seed: int = field(default=0, metadata={
         "flag": "--seed", "help": "seeds shot selection, re-samples, initialisation and shuffling"})
     template: str = field(default=DEFAULT_TEMPLATE, metadata={
-        "flag": "--template", "help": "prompt template; {} is replaced by the class name"})
+        "flag": "--template", "help": "prompt template with exactly one {} (the class name)"})
     prompt_style: str = field(default="release", metadata={
         "flag": "--prompt-style", "choices": PROMPT_STYLES,
         "help": "class names as prompts: release = as the released code (ModelNet10 night_stand, ModelNet40 "
@@ -193,6 +194,7 @@ class FewShotConfig:
             raise Clip2PointError(f"need lr > 0 and weight_decay ≥ 0, got lr={self.lr}, weight_decay={self.weight_decay}")
         if not self.out_dir:
             raise Clip2PointError("out_dir (the run directory) is required, e.g. runs/mn10-16shot")
+        validate_template(self.template)  # exactly one {} (PromptTemplateError: what is wrong, an example)
         get_view_set(self.views)  # raises on an unknown view set
         GDPAConfig(gate=self.gate, dropout=self.dropout, gate_hidden=self.gate_hidden)
 
