@@ -189,6 +189,7 @@ def run_evaluation(args, env, clf, ds, name: str, results_dir: str | None):
                "random_weights": clf.backbone.weights.is_random, **res.as_dict(),
                "predictions": res.prediction_records(), "world_size": env.world_size,
                "results_dir": None if results is None else str(results.root), "resumed_rank0": report.resumed,
+               "eval_seconds": round(report.seconds, 3),
                "view_cache": None if cache is None else {"root": str(cache.root), **stats}}
     if results is not None:
         write_results(results.root, payload, format_markdown(res, f"{name} {args.split}: zero-shot", clf.backbone.describe()))

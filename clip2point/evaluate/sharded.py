@@ -115,12 +115,14 @@ def evaluate_sharded(
 
     Returns:
         (result, report): the :class:`EvalResult` of every shape in dataset order on rank 0 (None on the
-        other ranks), and this rank's :class:`ShardReport`.
+        other ranks), and this rank's :class:`ShardReport` (its seconds: from a barrier of all ranks to the
+        gathered result, i.e. the slowest rank's evaluation).
 
     Raises:
         ResultsDirError: ``results`` holds other settings or damaged chunks. Clip2PointError: invalid points.
     """
     env = env or DistEnv()
+    env.barrier()  # every rank starts together: the report's seconds are the evaluation's, not the start-up's
     t0 = time.perf_counter()
     n_views, n_classes = len(classifier.views), len(classifier.classes)
     mine = shard_indices(len(dataset), env.rank, env.world_size)
@@ -143,8 +145,8 @@ def evaluate_sharded(
         parts.append(rows)
         if progress is not None:
             progress(len(lab))
+    gathered = gather_rows(env, ShardRows.concat(parts, n_views), n_views)  # a collective: waits for every rank
     report = ShardReport(len(mine), resumed, len(todo), time.perf_counter() - t0)
-    log.info("rank %d/%d: %d shapes (%d from result files, %d evaluated) in %.1f s", env.rank, env.world_size,
-             report.shard, report.resumed, report.evaluated, report.seconds)
-    gathered = gather_rows(env, ShardRows.concat(parts, n_views), n_views)
+    log.info("rank %d/%d: %d shapes (%d from result files, %d evaluated); all ranks gathered after %.1f s", env.rank,
+             env.world_size, report.shard, report.resumed, report.evaluated, report.seconds)
     return (None if gathered is None else _merge(gathered, classifier, len(dataset))), report
