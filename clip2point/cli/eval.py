@@ -283,11 +283,14 @@ def cmd_eval_table(args) -> int:
             return 0
         weights = clf.backbone.describe() if clf is not None else "(no dataset could be opened)"
         random_weights = clf is not None and clf.backbone.weights.is_random
+        setting = (f"{args.views} views, templates {list(eval_templates(args))}, {args.num_points} points, "
+                   f"{args.image_size} px, radius {args.radius}, {'' if clf is None else clf.backbone.precision}")
         if args.json:
             print(json.dumps({"table": rows, "weights": weights, "random_weights": random_weights, "limit": args.limit,
-                              "split": args.split, "data_root": str(args.data_root), "world_size": env.world_size}))
+                              "split": args.split, "setting": setting, "data_root": str(args.data_root),
+                              "world_size": env.world_size}))
         else:
-            print(format_table(rows, weights, random_weights, args.limit))
+            print(format_table(rows, weights, random_weights, args.limit, setting))
         return 0
     finally:
         shutdown_distributed(env)

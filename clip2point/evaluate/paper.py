@@ -90,8 +90,9 @@ def _num(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
-def format_table(rows: list[dict], weights: str, random_weights: bool, limit: int = 0) -> str:
-    """The paper-style table as Markdown: dataset × (ours, CLIP2Point paper, other reports), with its notes."""
+def format_table(rows: list[dict], weights: str, random_weights: bool, limit: int = 0, setting: str = "") -> str:
+    """The paper-style table as Markdown: dataset × (ours, CLIP2Point paper, other reports), with its notes
+    (``setting``: ours in words — views, templates, points, precision — printed beside the paper's)."""
     ours = "ours, RANDOM weights" if random_weights else "ours"
     lines = [f"| dataset | shapes | classes | {ours} top-1 % | mean class % | CLIP2Point paper % | other reports % |",
              "|---|---:|---:|---:|---:|---:|---|"]
@@ -104,7 +105,7 @@ def format_table(rows: list[dict], weights: str, random_weights: bool, limit: in
         classes = "—" if r.get("classes_present") is None else f"{r['classes_present']}/{r['num_classes']}"
         lines.append(f"| {r['dataset']} ({r['split']}) | {r['num_shapes']} | {classes} | {_num(r['accuracy'])} | "
                      f"{_num(r['mean_class_accuracy'])} | {_num(paper.get('accuracy'))} | {other or '—'} |")
-    notes = [f"weights: {weights}"]
+    notes = [f"weights: {weights}"] + ([f"ours: {setting}"] if setting else [])
     if random_weights:
         notes.append("RANDOM weights: our numbers measure nothing but chance; pass real CLIP weights "
                      "(--weights openai, --depth-encoder best_eval.pth) to compare with the paper")
