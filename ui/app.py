@@ -97,7 +97,20 @@ APP_CSS = figures.CSS + """
 #c2p-examples {height:auto !important}
 #c2p-examples .thumbnail-item {width:100% !important; height:auto !important; aspect-ratio:1/1; background:#fff}
 #c2p-examples .thumbnail-item img {object-fit:contain}
-#c2p-examples .caption-label {font-size:.68rem; padding:0 .3rem; max-width:95%}
+#c2p-examples .caption-label {font-size:.6rem; padding:0 .1rem; max-width:100% !important; white-space:nowrap !important;
+  overflow:visible !important; text-overflow:clip !important; letter-spacing:-.01em}
+#c2p-examples .thumbnail-item.selected {outline:3px solid #4f46e5 !important; outline-offset:-1px}
+.c2p-tab-header {margin:.2rem 0 .5rem .15rem}
+.c2p-tab-header h2 {font-size:1.15rem; margin:0 0 .15rem; font-weight:750}
+.c2p-tab-header p {margin:0; opacity:.75; font-size:.88rem}
+#c2p-shape-tabs button[role=tab] {white-space:nowrap; overflow:visible; text-overflow:clip; min-width:max-content}
+#upload [data-testid=upload-text], #depth-file [data-testid=upload-text] {padding-top:1.6rem}
+#c2p-turns {gap:.3rem; flex-wrap:nowrap; align-items:center; padding:.35rem .5rem}
+#c2p-turns button {min-width:0 !important; padding:.2rem .4rem; flex:0 0 auto}
+#c2p-turns .c2p-turn-label {font-size:.8rem; font-weight:600; white-space:nowrap}
+#points3d {min-height:0 !important}
+body:has(#c2p-stale) #probabilities, body:has(#c2p-stale) #heatmap, body:has(#c2p-stale) #c2p-view-cards .c2p-vote
+  {opacity:.4; filter:grayscale(.8)}
 #c2p-examples .icon-button-wrapper {display:none !important}
 #status:not(:has(.c2p-msg)) {display:none}
 #prediction {min-height:118px}
@@ -107,11 +120,15 @@ APP_CSS = figures.CSS + """
 
 HEADER = """
 <div id="c2p-header">
-  <h1>clip2point <span>·</span> zero-shot 3-D classification, every step visible</h1>
-  <p>Points → multi-view depth maps → CLIP features → per-view logits → prediction
+  <h1>clip2point <span>·</span> CLIP2Point in the browser</h1>
+  <p>Zero-shot and few-shot 3-D classification with CLIP, every step visible
   (CLIP2Point, Huang et al., ICCV 2023, <a href="https://arxiv.org/abs/2210.01055" target="_blank">arXiv 2210.01055</a>).</p>
 </div>
 """
+#: The Few-shot tab's own header (its settings and explanations are :mod:`ui.tabs.fewshot`'s).
+FEWSHOT_HEADER = """<div class="c2p-tab-header" id="c2p-fs-header"><h2>Few-shot: train a GDPA adapter on a few shapes per class</h2>
+<p>K labelled shapes per class → the frozen encoders' view features → a gated adapter (path A = CLIP2Point depth
+encoder, path B = CLIP) → accuracy on the test split.</p></div>"""
 
 class Clip2PointApp(gr.Blocks):
     """``gr.Blocks`` whose :meth:`launch` defaults to the app's theme, CSS and upload limit.
@@ -190,6 +207,7 @@ def build_app(
             with gr.Tab("Zero-shot", id="zeroshot"):
                 zs_tab = zeroshot.build_zeroshot_tab(ctx, page)
             with gr.Tab("Few-shot", id="fewshot"):
+                gr.HTML(FEWSHOT_HEADER)
                 fs_tab = fewshot.build_fewshot_tab(ctx, page)
         endpoint = api.build_classify_endpoint(limits)
         _wire(demo, ctx, zs_tab, fs_tab, endpoint)

@@ -30,7 +30,8 @@ from clip2point.io import normalize_unit_sphere
 __all__ = [
     "CSS", "PRIMARY", "PRIMARY_LIGHT", "escape", "point_cloud_figure", "probability_figure", "view_logit_heatmap", "placeholder_figure",
     "view_cards_html", "banner_html", "weights_banner_html", "prediction_html", "shape_info_html", "message_html", "png_data_uri",
-    "view_directions", "empty_html", "base_layout", "ACCENT", "MUTED",
+    "view_directions", "empty_html", "base_layout", "ACCENT", "MUTED", "download_links_html", "stale_html",
+    "class_count",
 ]
 
 PRIMARY = "#4f46e5"
@@ -80,9 +81,26 @@ CSS = """
 .c2p-pred .c2p-true.ok {color:#059669} .c2p-pred .c2p-true.bad {color:#dc2626}
 .c2p-info {font-size:.84rem; line-height:1.5}
 .c2p-info b {font-weight:650}
+.c2p-up-note {margin-top:.3rem; padding:.25rem .5rem; border-radius:6px; background:rgba(245,158,11,.12);
+  border:1px solid rgba(245,158,11,.45); font-size:.8rem}
 .c2p-msg {border-radius:8px; padding:.5rem .7rem; font-size:.86rem}
 .c2p-msg.error {background:rgba(220,38,38,.08); border:1px solid rgba(220,38,38,.5); color:#b91c1c}
 .c2p-msg.info {background:rgba(79,70,229,.06); border:1px solid rgba(79,70,229,.25)}
+.c2p-zoom {aspect-ratio:1/1}
+.c2p-zoom summary {list-style:none; cursor:zoom-in; display:block}
+.c2p-zoom summary::-webkit-details-marker {display:none}
+.c2p-zoom summary::marker {content:""}
+.c2p-zoom[open] summary {position:fixed; inset:0; z-index:10000; display:flex; align-items:center; justify-content:center;
+  background:rgba(15,23,42,.86); cursor:zoom-out}
+.c2p-zoom[open] summary img {width:min(92vw, 92vh); height:auto; border:0; border-radius:8px}
+.c2p-zoom[open] summary::after {content:attr(data-caption); position:fixed; bottom:1.2rem; left:0; right:0; text-align:center;
+  color:#fff; font-size:.95rem}
+.c2p-exports {margin-top:.45rem; font-size:.8rem; display:flex; gap:.5rem; align-items:center; flex-wrap:wrap}
+.c2p-exports a {font-weight:600; color:#4f46e5 !important; text-decoration:underline}
+.c2p-stale {opacity:.45; filter:grayscale(.7); transition:opacity .15s}
+.c2p-stale-note {font-size:.8rem; font-weight:600; color:#b45309; background:rgba(245,158,11,.12);
+  border:1px solid rgba(245,158,11,.45); border-radius:8px; padding:.3rem .6rem; margin-bottom:.4rem}
+.c2p-pred.stale {opacity:.5; filter:grayscale(.7)}
 .c2p-empty {padding:1.2rem; text-align:center; opacity:.6; font-size:.9rem; border:1px dashed var(--border-color-primary, #cbd5e1);
   border-radius:10px}
 """
@@ -150,7 +168,7 @@ def point_cloud_figure(
     view_elev: Sequence[float] = (),
     view_azim: Sequence[float] = (),
     view_labels: Sequence[str] = (),
-    height: int = 430,
+    height: int = 400,
     max_points: int = 8192,
 ) -> go.Figure:
     """Interactive 3-D scatter of (N, 3) y-up points, normalised to the unit sphere as rendered.
@@ -158,7 +176,8 @@ def point_cloud_figure(
     Args:
         points: (N, 3) y-up points (any units).
         colors: optional (N, 3) colours in [0, 1], used when ``color_by == "colors"``.
-        color_by: "height" (y) or "colors" (the file's colours; height when there are none).
+        color_by: "height" (y) or "colors" (the file's colours; when it has none: height, and a note in red
+            saying so, also in ``fig.layout.meta["note"]``).
         view_elev, view_azim, view_labels: the cameras to mark (numbered 1..V, as the views).
         height: figure height in pixels.
         max_points: points drawn at most (a seeded random subset beyond that).
@@ -167,44 +186,63 @@ def point_cloud_figure(
     if len(p) > max_points:
         keep = np.sort(np.random.default_rng(0).choice(len(p), max_points, replace=False))
         p, colors = p[keep], None if colors is None else np.asarray(colors)[keep]
+    note = ""
     if color_by == "colors" and colors is not None:
-        rgb = (np.clip(np.asarray(colors, dtype=float), 0, 1) * 255).round().astype(int)
+        rgb = (np.clip(np.nan_to_num(np.asarray(colors, dtype=float)), 0, 1) * 255).round().astype(int)
         marker = dict(size=2.6, color=[f"rgb({r},{g},{b})" for r, g, b in rgb], opacity=0.95)
     else:
+        if color_by == "colors":
+            note = "this file stores no colours: coloured by height"
         marker = dict(size=2.6, color=p[:, 1], colorscale="Viridis", opacity=0.95,
                       colorbar=dict(title=dict(text="height", side="right"), thickness=10, len=0.55, x=0.98))
     fig = go.Figure(go.Scatter3d(
         x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", marker=marker, name="points",
         hovertemplate="x %{x:.2f}<br>y %{y:.2f}<br>z %{z:.2f}<extra></extra>",
     ))
-    if len(view_elev):
-        d = view_directions(elev=view_elev, azim=view_azim) * 1.45
-        labels = list(view_labels) or [f"elev {e:g}°, azim {a:g}°" for e, a in zip(view_elev, view_azim)]
-        tips = d * 0.78  # short sight lines from each camera towards the object
-        lx, ly, lz = [], [], []
-        for (cx, cy, cz), (tx, ty, tz) in zip(d, tips):
-            lx += [cx, tx, None]
-            ly += [cy, ty, None]
-            lz += [cz, tz, None]
-        fig.add_trace(go.Scatter3d(x=lx, y=ly, z=lz, mode="lines", line=dict(color=ACCENT, width=3), hoverinfo="skip"))
-        fig.add_trace(go.Scatter3d(
-            x=d[:, 0], y=d[:, 1], z=d[:, 2], mode="markers+text", text=[str(i + 1) for i in range(len(d))],
-            textposition="top center", textfont=dict(color=ACCENT, size=12), name="cameras",
-            marker=dict(size=5, color=ACCENT, symbol="diamond", line=dict(color="#92400e", width=1)),
-            customdata=labels, hovertemplate="view %{text}<br>%{customdata}<extra></extra>",
-        ))
-    axis = dict(range=[-1.6, 1.6], showbackground=False, showticklabels=False, gridcolor="rgba(148,163,184,.25)",
+    axis = dict(range=[-1.9, 1.9], showbackground=False, showticklabels=False, gridcolor="rgba(148,163,184,.25)",
                 zerolinecolor="rgba(148,163,184,.5)", showspikes=False)
     fig.update_layout(
-        **base_layout(height),
+        **base_layout(height, margin=dict(l=0, r=0, t=0, b=0)),
         scene=dict(
             xaxis=dict(axis, title=dict(text="")), yaxis=dict(axis, title=dict(text="")),
-            zaxis=dict(axis, title=dict(text="")), aspectmode="cube",
-            camera=dict(up=dict(x=0, y=1, z=0), eye=dict(x=1.15, y=0.75, z=1.45)),
+            zaxis=dict(axis, title=dict(text="")), aspectmode="manual", aspectratio=dict(x=1.5, y=1.5, z=1.5),
+            camera=dict(up=dict(x=0, y=1, z=0), eye=dict(x=0.62, y=0.4, z=0.78), projection=dict(type="orthographic")),
         ),
         uirevision="points",
+        meta=dict(note=note),
     )
+    if len(view_elev):
+        _add_cameras(fig, view_elev, view_azim, view_labels)
+    if note:
+        fig.add_annotation(text=escape(note), showarrow=False, x=0.01, y=0.99, xref="paper", yref="paper",
+                           xanchor="left", yanchor="top", font=dict(size=12, color=BAD))
     return fig
+
+
+def _add_cameras(fig: go.Figure, view_elev: Sequence[float], view_azim: Sequence[float],
+                 view_labels: Sequence[str]) -> None:
+    """The cameras (diamonds with short sight lines) and their numbers, set outward so none hides another."""
+    d = view_directions(elev=view_elev, azim=view_azim) * 1.45
+    labels = list(view_labels) or [f"elev {e:g}°, azim {a:g}°" for e, a in zip(view_elev, view_azim)]
+    tips = d * 0.78  # short sight lines from each camera towards the object
+    lx, ly, lz = [], [], []
+    for (cx, cy, cz), (tx, ty, tz) in zip(d, tips):
+        lx += [cx, tx, None]
+        ly += [cy, ty, None]
+        lz += [cz, tz, None]
+    fig.add_trace(go.Scatter3d(x=lx, y=ly, z=lz, mode="lines", line=dict(color=ACCENT, width=3), hoverinfo="skip"))
+    numbers = [str(i + 1) for i in range(len(d))]
+    fig.add_trace(go.Scatter3d(
+        x=d[:, 0], y=d[:, 1], z=d[:, 2], mode="markers", name="cameras", text=numbers,
+        marker=dict(size=5, color=ACCENT, symbol="diamond", line=dict(color="#92400e", width=1)),
+        customdata=labels, hovertemplate="view %{text}<br>%{customdata}<extra></extra>",
+    ))
+    t = d * (1.72 / 1.45)  # the numbers a little further out than the cameras, always drawn on top at one size
+    fig.update_layout(scene_annotations=[
+        dict(x=x, y=y, z=z, text=f"<b>{n}</b>", showarrow=False, font=dict(color="#b45309", size=13),
+             bgcolor="rgba(255,255,255,.75)", borderpad=1)
+        for (x, y, z), n in zip(t.tolist(), numbers)
+    ])
 
 
 def probability_figure(classes: Sequence[str], probs: Sequence[float], k: int = 5, true_label: str | None = None,
@@ -245,16 +283,20 @@ def view_logit_heatmap(
 
     Each view's winning class is starred; the top row is the mean over views, whose argmax is
     the prediction (CLIP2Point sums the per-view logits). With more than ``max_classes``
-    classes, the best-scoring ones plus every view's winner are shown.
+    classes, the best-scoring ones plus every view's winner are shown, and the title says so
+    ("top 40 of 200 classes by mean logit").
     """
     vl = np.asarray(view_logits, dtype=float)  # (V, C)
     V, C = vl.shape
     mean = vl.mean(axis=0)
     order = np.argsort(-mean, kind="stable")
+    note = ""
     if C > max_classes:
         keep = list(order[:max_classes])
-        keep += [int(j) for j in dict.fromkeys(vl.argmax(axis=1)) if j not in keep]
-        order = np.array(keep)
+        extra = [int(j) for j in dict.fromkeys(vl.argmax(axis=1)) if j not in keep]
+        order = np.array(keep + extra)
+        note = (f"top {max_classes} of {C} classes by mean logit" + (f" + {len(extra)} a view votes for" if extra else "")
+                + " · all of them in the CSV/JSON export")
     names = [str(classes[j]) for j in order]
     rows = np.vstack([mean[None], vl])[:, order]
     ylabels = ["<b>mean of all views</b>"] + [f"{i + 1} · {lab}" for i, lab in enumerate(view_labels)]
@@ -276,10 +318,14 @@ def view_logit_heatmap(
         k = names.index(true_label)
         ticks[k] = f"<span style='color:{GOOD}'>{ticks[k]} (true)</span>"
     fig.update_layout(
-        **base_layout(70 + 24 * (V + 1) + 8 * max(len(n) for n in names) // 2),
+        **base_layout(70 + 24 * (V + 1) + 8 * max(len(n) for n in names) // 2 + (26 if note else 0),
+                      margin=dict(l=8, r=8, t=34 if note else 8, b=8)),
         xaxis=dict(tickangle=-45 if len(names) > 6 else 0, tickvals=names, ticktext=ticks, automargin=True, side="bottom"),
         yaxis=dict(autorange="reversed", automargin=True),
     )
+    if note:
+        fig.update_layout(title=dict(text=escape(note), x=0.01, xanchor="left", y=0.99, yanchor="top",
+                                     font=dict(size=12, color=MUTED)))
     fig.add_hline(y=0.5, line=dict(color="#334155", width=1.5))
     return fig
 
@@ -300,6 +346,12 @@ def _view_pngs(depth: np.ndarray, images: np.ndarray | None, cache: dict | None)
     return pngs
 
 
+def _zoomable(uri: str, alt: str, caption: str, full_caption: str) -> str:
+    """A figure whose image opens full size on click (a ``<details>``: no script) and closes on a second click."""
+    return (f'<figure><details class="c2p-zoom"><summary title="click to enlarge" data-caption="{escape(full_caption)}">'
+            f'<img src="{uri}" alt="{escape(alt)}"></summary></details><figcaption>{escape(caption)}</figcaption></figure>')
+
+
 def view_cards_html(
     depth: np.ndarray,
     images: np.ndarray | None,
@@ -309,7 +361,8 @@ def view_cards_html(
     prediction: str | None = None,
     cache: dict | None = None,
 ) -> str:
-    """One card per view: depth map (CLIP input) | CLIP image view, labelled, with the view's vote.
+    """One card per view: depth map (CLIP input) | CLIP image view, labelled, with the view's vote
+    and its softmax probability within the view; a click on an image shows it full size.
 
     Args:
         depth: (V, H, W) depth images in [0, 1].
@@ -324,13 +377,14 @@ def view_cards_html(
     cards = []
     for v, ((d_uri, i_uri), label) in enumerate(zip(pngs, labels)):
         elev, _, azim = str(label).partition(",")
-        figs = [f'<figure><img src="{d_uri}" alt="depth view {v + 1}"><figcaption>depth → CLIP</figcaption></figure>']
+        figs = [_zoomable(d_uri, f"depth view {v + 1}", "depth → CLIP", f"View {v + 1} · depth map CLIP reads · {label}")]
         if i_uri is not None:
-            figs.append(f'<figure><img src="{i_uri}" alt="image view {v + 1}"><figcaption>CLIP image view</figcaption></figure>')
+            figs.append(_zoomable(i_uri, f"image view {v + 1}", "CLIP image view",
+                                  f"View {v + 1} · CLIP image view · {label}"))
         vote = ""
         if votes is not None:
             cls = "c2p-chip win" if prediction is not None and votes[v] == prediction else "c2p-chip"
-            share = f"{vote_probs[v]:.0%} of this view" if vote_probs is not None else ""
+            share = f"p = {vote_probs[v]:.0%} in this view" if vote_probs is not None else ""
             vote = f'<div class="c2p-vote"><span>votes <span class="{cls}">{escape(votes[v])}</span></span><span class="c2p-kv">{share}</span></div>'
         cards.append(
             f'<div class="c2p-card" data-view="{v + 1}"><div class="c2p-card-head"><b>View {v + 1}</b>'
@@ -377,8 +431,12 @@ def banner_html(level: str, model_name: str, weights: str, encoder: str, device:
 
 
 def prediction_html(prediction: str, prob: float, num_views: int, num_classes: int, true_label: str | None = None,
-                    random_weights: bool = False, encoder: str = "", votes: Sequence[str] | None = None) -> str:
-    """The headline: predicted class, its probability, the views' votes, the true label when known."""
+                    random_weights: bool = False, encoder: str = "", votes: Sequence[str] | None = None,
+                    prompt: str = "", extra: str = "") -> str:
+    """The headline: predicted class, its probability, the views' votes, the true label when known.
+
+    ``prompt``: the template(s) in words; ``extra``: HTML appended inside the card (export links).
+    """
     tally = ""
     if votes:
         counts = Counter(votes).most_common()
@@ -394,23 +452,27 @@ def prediction_html(prediction: str, prob: float, num_views: int, num_classes: i
     return (
         f'<div class="c2p-pred" id="c2p-prediction"><div class="c2p-pred-label">zero-shot prediction</div>'
         f'<div><span class="c2p-pred-class">{escape(prediction)}</span><span class="c2p-pred-prob">{prob:.1%}</span></div>'
-        f'<div class="c2p-pred-note">{num_classes} classes · sum of {num_views} per-view logits'
-        f'{" · " + escape(encoder) if encoder else ""}{truth}{warn}</div>{tally}</div>'
+        f'<div class="c2p-pred-note">{class_count(num_classes)} · sum of {num_views} per-view logits'
+        f'{" · " + escape(encoder) if encoder else ""}{" · prompt " + escape(prompt) if prompt else ""}{truth}{warn}</div>'
+        f'{tally}{extra}</div>'
     )
 
 
 def shape_info_html(name: str, kind: str, num_points: int, num_input: int, up: str, num_views: int | None = None,
-                    seconds: dict[str, float] | None = None) -> str:
-    """One compact paragraph about the current shape and how long each step took."""
+                    seconds: dict[str, float] | None = None, note: str = "", turns: Sequence[str] = ()) -> str:
+    """One compact paragraph about the current shape and how long each step took; ``note`` (how it
+    was read, e.g. why the up axis is z) on a line of its own; ``turns``: the 90° turns applied."""
     what = "mesh, surface-sampled" if kind == "mesh" else "point cloud"
     of = f"{num_input:,} vertices" if kind == "mesh" else f"{num_input:,} points"
     times = ""
     if seconds:
         times = " · " + " · ".join(f"{k} {v * 1000:.0f} ms" for k, v in seconds.items())
     views = f" · {num_views} views" if num_views else ""
+    turned = f" · turned 90° about {', '.join(turns)}" if turns else ""
+    remark = f'<div class="c2p-up-note" id="c2p-up-note">{escape(note)}</div>' if note else ""
     return (
         f'<div class="c2p-info" id="c2p-shape-info"><b>{escape(name)}</b><br>{what} · {num_points:,} points classified '
-        f'(file: {of}) · up axis {escape(up)}{views}<span class="c2p-kv">{escape(times)}</span></div>'
+        f'(file: {of}) · up axis {escape(up)}{escape(turned)}{views}<span class="c2p-kv">{escape(times)}</span>{remark}</div>'
     )
 
 
@@ -423,3 +485,27 @@ def message_html(text: str, kind: str = "info") -> str:
 def empty_html(text: str) -> str:
     """A dashed placeholder box."""
     return f'<div class="c2p-empty">{escape(text)}</div>'
+
+
+def class_count(n: int) -> str:
+    """"1 class", "40 classes"."""
+    return f"{n:,} class" if n == 1 else f"{n:,} classes"
+
+
+def download_links_html(files: Sequence[tuple[str, str, str, str]], title: str = "export per-view logits") -> str:
+    """Download links carried in the page itself (``data:`` URIs; no server file, works in Jupyter too).
+
+    ``files``: (link text, file name, MIME type, file content) each.
+    """
+    links = " · ".join(
+        f'<a download="{escape(name)}" href="data:{escape(mime)};charset=utf-8;base64,'
+        f'{base64.b64encode(text.encode("utf-8")).decode("ascii")}" data-file="{escape(name)}">{escape(label)}</a>'
+        for label, name, mime, text in files
+    )
+    return f'<div class="c2p-exports"><span class="c2p-kv">⬇ {escape(title)}</span> {links}</div>'
+
+
+def stale_html(card: str, reason: str) -> str:
+    """A result card marked out of date: a note saying why and what to do, the old card greyed."""
+    card = card.replace('class="c2p-pred"', 'class="c2p-pred stale"', 1)
+    return f'<div class="c2p-stale-note" id="c2p-stale">⟳ {escape(reason)}</div>{card}'

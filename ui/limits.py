@@ -14,9 +14,11 @@ import numpy as np
 
 from clip2point.classes import parse_classes
 from clip2point.errors import Clip2PointError
+from clip2point.prompts import TEMPLATE_PRESETS, as_templates, validate_template
 from ui.defaults import UP_AXES, VIEW_SETS
 
-__all__ = ["AppLimits", "RequestLimitError", "as_int", "as_float", "check_up", "check_num_points", "MIN_POINTS"]
+__all__ = ["AppLimits", "RequestLimitError", "as_int", "as_float", "check_up", "check_num_points", "MIN_POINTS",
+           "parse_templates"]
 
 #: Fewest points a shape may be classified with (scripts; the app's :attr:`AppLimits.min_points`).
 MIN_POINTS = 16
@@ -70,7 +72,8 @@ class AppLimits:
             on a shared 2-core CPU, text encoding included, ~+400 MiB transient server memory;
             10,000 names took 113 s).
         max_class_chars: characters per class name (default 100; CLIP reads 77 tokens at most).
-        max_template_chars: characters of the prompt template (default 200).
+        max_template_chars: characters of one prompt template (default 200).
+        max_templates: templates in one prompt ensemble (default 32; CLIP's published ensembles have 7 and 80).
         view_sets: view sets offered ("6" zero-shot, "10" pre-training).
         min_radius, max_radius: splat radius in NDC units (default 0.005–0.06, the slider's range).
         max_top_k: classes shown in the chart (default 10).
@@ -97,6 +100,7 @@ class AppLimits:
     max_classes: int = 1000
     max_class_chars: int = 100
     max_template_chars: int = 200
+    max_templates: int = 32
     view_sets: tuple[str, ...] = VIEW_SETS
     min_radius: float = 0.005
     max_radius: float = 0.06
@@ -118,7 +122,7 @@ class AppLimits:
             raise Clip2PointError(f"AppLimits: need 1 <= min_points <= max_points, got {self.min_points}, {self.max_points}")
         if not 0.0 < self.min_radius <= self.max_radius <= 0.2:
             raise Clip2PointError(f"AppLimits: need 0 < min_radius <= max_radius <= 0.2, got {self.min_radius}, {self.max_radius}")
-        for name in ("max_classes", "max_class_chars", "max_template_chars", "max_top_k", "fewshot_max_epochs",
+        for name in ("max_classes", "max_class_chars", "max_template_chars", "max_templates", "max_top_k", "fewshot_max_epochs",
                      "max_runs", "max_runs_per_session", "load_memory_mb", "max_file_mb"):
             if int(getattr(self, name)) < 1:
                 raise Clip2PointError(f"AppLimits.{name} must be at least 1, got {getattr(self, name)}")
@@ -131,6 +135,11 @@ class AppLimits:
     def max_classes_chars(self) -> int:
         """Longest class-list text accepted before it is even split (names, commas and spaces)."""
         return self.max_classes * (self.max_class_chars + 3)
+
+    @property
+    def max_templates_chars(self) -> int:
+        """Longest template text accepted (``max_templates`` lines of ``max_template_chars``)."""
+        return self.max_templates * (self.max_template_chars + 1)
 
     # -- checks: each returns the clean value or raises RequestLimitError ---------------------
     def check_num_points(self, value: object) -> int:
@@ -172,13 +181,21 @@ class AppLimits:
         return i
 
     def check_template(self, value: object) -> str:
-        """A prompt template: text of at most ``max_template_chars`` characters."""
+        """One prompt template: text of at most ``max_template_chars`` characters with one ``{}``."""
         if not isinstance(value, str):
             raise RequestLimitError(f"the prompt template must be text with {{}} for the class name, got {type(value).__name__}")
         if len(value) > self.max_template_chars:
             raise RequestLimitError(f"the prompt template is {len(value):,} characters long; this app takes at most "
                                     f"{self.max_template_chars}, e.g. \"image of a {{}}\"")
-        return value
+        return validate_template(value)
+
+    def check_templates(self, value: object) -> tuple[str, ...]:
+        """Prompt templates (an ensemble): a preset name, text with one template per line, or a list
+        (see :func:`parse_templates`), within ``max_templates`` of ``max_template_chars`` each."""
+        if isinstance(value, str) and len(value) > self.max_templates_chars:
+            raise RequestLimitError(f"the prompt templates are {len(value):,} characters long; this app takes at most "
+                                    f"{self.max_templates} templates of {self.max_template_chars} characters")
+        return parse_templates(value, self.max_template_chars, self.max_templates)
 
     def check_classes(self, value: object) -> list[str]:
         """The class names of a comma-separated string (or a list), within the count and length limits."""
@@ -245,3 +262,40 @@ def check_up(up: object) -> str:
     if up not in UP_AXES:
         raise Clip2PointError(f"up axis must be 'y' or 'z', got {up!r}")
     return str(up)
+
+
+def parse_templates(value: object, max_chars: int | None = None, max_count: int | None = None) -> tuple[str, ...]:
+    """Prompt templates from what a user typed: a preset name of ``clip2point.prompts.TEMPLATE_PRESETS``
+    (text without braces, any case), text with one template per line (blank lines and ``#`` lines
+    skipped), or a list/tuple of templates. Never a file path (the app must not read server files).
+
+    Each template must have exactly one bare ``{}`` (``clip2point.prompts.validate_template``).
+
+    Raises:
+        RequestLimitError: more than ``max_count`` templates, or one longer than ``max_chars``.
+        PromptTemplateError: an invalid template (the message says which and why), no templates,
+            or text without braces that is not a preset name.
+    """
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in TEMPLATE_PRESETS:
+            return TEMPLATE_PRESETS[key]
+        items = [line.strip() for line in value.splitlines()]
+        items = [t for t in items if t and not t.startswith("#")] or [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise RequestLimitError(f"the prompt template must be text with {{}} for the class name, got {type(value).__name__}")
+    if max_count is not None and len(items) > max_count:
+        raise RequestLimitError(f"{len(items):,} prompt templates given; this app averages at most {max_count} per class")
+    for i, t in enumerate(items):
+        if max_chars is not None and isinstance(t, str) and len(t) > max_chars:
+            which = f"prompt template {i + 1}" if len(items) > 1 else "the prompt template"
+            raise RequestLimitError(f"{which} is {len(t):,} characters long; this app takes at most {max_chars}, "
+                                    "e.g. \"image of a {}\"")
+    if isinstance(value, str) and len(items) == 1 and "{" not in items[0] and "}" not in items[0] and items[0].strip():
+        from clip2point.prompts import PromptTemplateError
+
+        raise PromptTemplateError(f"prompt template {items[0][:60]!r} has no {{}} placeholder for the class name and is "
+                                  f"not a preset ({', '.join(TEMPLATE_PRESETS)}); e.g. \"image of a {{}}\"")
+    return (validate_template(items[0]),) if len(items) == 1 else as_templates(items)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from clip2point.errors import Clip2PointError, PointCloudFileError
-from clip2point.io import Mesh, load_mesh, load_point_cloud, subsample
+from clip2point.io import Mesh, ShapeEntry, load_mesh, load_point_cloud, shape_entry, subsample
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,9 @@ IMAGE_VIEW_POINTS = 16_384
 MULTI_SHAPE_EXTENSIONS = (".h5", ".hdf5", ".npz", ".npy")
 
 #: (points (N, 3) float32, colors (N, 3) float32 | None, mesh | None,
-#:  (dense points, dense colors, dense normals) (each (M, 3) float32 | None), points in the file)
-FileShape = tuple[np.ndarray, "np.ndarray | None", "Mesh | None", tuple, int]
+#:  (dense points, dense colors, dense normals) (each (M, 3) float32 | None), points in the file,
+#:  which shape of a multi-shape file it is (``clip2point.io.ShapeEntry``) | None)
+FileShape = tuple[np.ndarray, "np.ndarray | None", "Mesh | None", tuple, int, "ShapeEntry | None"]
 
 
 def _take(a: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
@@ -77,7 +78,8 @@ def read_file_shape(path: str, index: int, num_points: int, up: str, display: st
 
     Returns:
         (points (N, 3) float32 y-up, colors (N, 3) float32 in [0, 1] or None, mesh (y-up) or None,
-        (dense points, dense colors, dense normals) — all None for meshes, points in the file).
+        (dense points, dense colors, dense normals) — all None for meshes, points in the file,
+        the :class:`~clip2point.io.ShapeEntry` (index of count, label, name) of a multi-shape file or None).
 
     Raises:
         PointCloudFileError, UnsupportedFormatError: unreadable, corrupt or unsupported file.
@@ -85,8 +87,10 @@ def read_file_shape(path: str, index: int, num_points: int, up: str, display: st
     path = Path(path)
     name = display or path.name
     ext = path.suffix.lower()
+    multi = ext in MULTI_SHAPE_EXTENSIONS
     with file_errors(name):
-        full = load_point_cloud(path, num_points=None, up=up, index=index if ext in MULTI_SHAPE_EXTENSIONS else 0)
+        entry = shape_entry(path, index) if multi else None
+        full = load_point_cloud(path, num_points=None, up=up, index=index if multi else 0)
         if full.is_mesh and num_points > len(full.points):  # more points than the default surface sample
             full = load_point_cloud(path, num_points=num_points, up=up)
         keep = subsample(full.points, num_points, "fps", seed=0)
@@ -94,7 +98,7 @@ def read_file_shape(path: str, index: int, num_points: int, up: str, display: st
     if full.is_mesh:
         with file_errors(name):
             mesh = load_mesh(path, up=up)
-        return points, colors, mesh, (None, None, None), full.num_input_points
+        return points, colors, mesh, (None, None, None), full.num_input_points, entry
     dense = subsample(full.points, dense_points, "random", seed=0)
     dense_set = (_take(full.points, dense), _take(full.colors, dense), _take(full.normals, dense))
-    return points, colors, None, dense_set, full.num_input_points
+    return points, colors, None, dense_set, full.num_input_points, entry

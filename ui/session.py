@@ -56,7 +56,7 @@ from ui.defaults import (
     UPLOAD_EXTENSIONS,
     VIEW_SETS,
 )
-from ui.limits import AppLimits, RequestLimitError, check_up
+from ui.limits import AppLimits, RequestLimitError, check_up, parse_templates
 from ui.registry import (
     REGISTRY,
     DepthEncoderHandle,
@@ -85,6 +85,7 @@ from ui.shapes import (
     find_data_dir,
     load_shape,
     render_views,
+    turn_shape,
 )
 
 log = logging.getLogger(__name__)
@@ -128,15 +129,19 @@ def encode_views(model: LoadedModel, views: RenderedViews, depth_encoder: DepthE
     return batcher.encode(key, images, encode)
 
 
-def score_features(model: LoadedModel, features: torch.Tensor, classes: str | Sequence[str], template: str,
-                   views: RenderedViews):
+def score_features(model: LoadedModel, features: torch.Tensor, classes: str | Sequence[str],
+                   template: str | Sequence[str], views: RenderedViews):
     """Zero-shot scores of one shape's (V, D) view features (CLIP2Point §4.2, the core's code path).
+
+    ``template``: one template, or several (a prompt ensemble: text features averaged over them,
+    ``ClipBackbone.text_features``).
 
     Returns:
         A :class:`clip2point.zeroshot.ZeroShotResult` with B = 1 (no depth images attached).
 
     Raises:
-        Clip2PointError / UnknownClassSetError: empty or duplicated classes, a template without ``{}``.
+        Clip2PointError / UnknownClassSetError / PromptTemplateError: empty or duplicated classes, a
+            template without exactly one ``{}``.
     """
     from clip2point.zeroshot import score_views
 
@@ -192,6 +197,8 @@ class Session:
         self.result = None
         self.classes: list[str] = []
         self.template = DEFAULT_TEMPLATE
+        #: the templates of the latest result (several: a prompt ensemble).
+        self.templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
         self.counters: Counter[str] = Counter()
         #: wall time of the latest "encode" (only when it really ran) and "score" steps.
         self.seconds: dict[str, float] = {}
@@ -250,9 +257,27 @@ class Session:
 
     # -- shape and views --------------------------------------------------------------------
     def load(self, source: ShapeSource, num_points: int = DEFAULT_NUM_POINTS, up: str | None = "y") -> Shape:
-        """Load a shape (see :func:`load_shape`) and make it current; forgets old views and scores."""
+        """Load a shape (see :func:`load_shape`) and make it current; forgets old views and scores.
+
+        Reloading the current source (other points or up axis) keeps the turns made with :meth:`turn`.
+        """
         shape = load_shape(source, num_points, up, self.registry, self.limits)
+        if self.shape is not None and self.shape.source == source:
+            for axis in self.shape.turns:
+                shape = turn_shape(shape, axis)
         self.counters["load"] += 1
+        self.shape, self.views, self.result, self.seconds = shape, None, None, {}
+        return shape
+
+    def turn(self, axis: str) -> Shape:
+        """Turn the current shape by +90° about ``axis`` ("x", "y", "z"; see :func:`ui.shapes.turn_shape`);
+        forgets old views and scores. ``axis="reset"`` undoes every turn."""
+        shape = self._need_shape()
+        if axis == "reset":
+            if shape.turns:
+                shape = load_shape(shape.source, shape.num_points, shape.up, self.registry, self.limits)
+        else:
+            shape = turn_shape(shape, axis)
         self.shape, self.views, self.result, self.seconds = shape, None, None, {}
         return shape
 
@@ -329,23 +354,33 @@ class Session:
                                       self.views.renderer)
         return None if settings is None else CacheLookup(cache, settings, shape_digest(self._need_shape().points))
 
-    def classify(self, classes: str | Sequence[str], template: str = DEFAULT_TEMPLATE,
+    def classify(self, classes: str | Sequence[str], template: str | Sequence[str] = DEFAULT_TEMPLATE,
                  progress: Progress = no_progress):
         """Zero-shot scores of the current shape (a ``ZeroShotResult``, B = 1).
+
+        ``template``: one template with ``{}``, several (a list, or text with one per line: a prompt
+        ensemble), or a preset name of ``clip2point.prompts.TEMPLATE_PRESETS`` (see
+        :func:`ui.limits.parse_templates`). A failed call leaves no result (``result`` is None), so
+        no front end shows scores that do not match what was asked.
 
         Re-scoring with other classes or another template reuses the cached view features
         (and the backbone's cached text features): nothing is re-rendered or re-encoded.
         """
-        if self.limits is not None:
-            names, template = self.limits.check_classes(classes), self.limits.check_template(template)
-        else:
-            names = parse_classes(classes)
-        feats = self.features(progress)
-        progress(0.9, "scoring…")
-        t0 = time.perf_counter()
-        self.result = score_features(self.model(), feats, names, template, self.views)
+        try:
+            if self.limits is not None:
+                names, templates = self.limits.check_classes(classes), self.limits.check_templates(template)
+            else:
+                names, templates = parse_classes(classes), parse_templates(template)
+            feats = self.features(progress)
+            progress(0.9, "scoring…")
+            t0 = time.perf_counter()
+            self.result = score_features(self.model(), feats, names, templates, self.views)
+        except BaseException:
+            self.result = None  # no result that does not match the request: front ends clear or mark it
+            raise
         self.seconds["score"] = time.perf_counter() - t0
-        self.classes, self.template = names, template
+        self.classes, self.templates = names, templates
+        self.template = "\n".join(templates)
         self.counters["score"] += 1
         return self.result
 
@@ -374,7 +409,7 @@ def classify_file(
         raise PointCloudFileError("no file given; pass a point-cloud or mesh file")
     if limits is not None:  # cheap checks first: nothing is read for a request that will be refused
         limits.check_classes(classes)
-        limits.check_template(template)
+        limits.check_templates(template)
         limits.check_views(views)
         limits.check_num_points(num_points)
         check_up(up)

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch
 from clip2point.classes import CLASS_SETS
 from clip2point.datasets import DATASET_NAMES
 from clip2point.errors import Clip2PointError
-from clip2point.io import Mesh, load_mesh
+from clip2point.io import Mesh, ShapeEntry, load_mesh
 from ui.defaults import DEFAULT_NUM_POINTS, DEFAULT_RADIUS, DEFAULT_VIEWS, EXAMPLES_DIR, REPO_ROOT
 from ui.limits import AppLimits, as_int, check_num_points, check_up
 from ui.loading import IMAGE_VIEW_POINTS, MULTI_SHAPE_EXTENSIONS, FileShape, read_file_shape
@@ -37,8 +37,16 @@ log = logging.getLogger(__name__)
 __all__ = [
     "example_names", "example_path", "example_thumbnails", "CLASS_PRESETS", "find_data_dir",
     "available_datasets", "dataset_class_counts", "dataset_indices", "ShapeSource", "Shape", "RenderedViews",
-    "load_file_shape", "load_shape", "render_views",
+    "load_file_shape", "load_shape", "render_views", "turn_shape", "up_axis_hint", "TURN_AXES", "Z_UP_EXTENSIONS",
 ]
+
+#: Axes the shape can be turned about by 90° (the app's rotate buttons), render world (y-up).
+TURN_AXES = ("x", "y", "z")
+#: File types stored z-up by convention (ModelNet's .off meshes and the ModelNet .h5 point sets):
+#: an upload of one is read with up = z unless the user says otherwise.
+Z_UP_EXTENSIONS = (".off", ".h5", ".hdf5")
+#: A shape whose extent along y is below this share of its largest extent is called flat along y.
+FLAT_RATIO = 0.35
 
 
 
@@ -183,6 +191,9 @@ class Shape:
         source: how to load it again; ``num_points``: the requested count.
         key: identity for caches.
         seconds: load time.
+        entry: which shape of a multi-shape file it is (index, count, label, name), or None.
+        turns: the 90° turns applied after loading ("x", "y", "z", in order; :func:`turn_shape`).
+        note: a remark for people about how it was read (e.g. why the up axis is z), or "".
     """
 
     name: str
@@ -199,6 +210,9 @@ class Shape:
     num_points: int
     key: str
     seconds: float = 0.0
+    entry: ShapeEntry | None = None
+    turns: tuple[str, ...] = ()
+    note: str = ""
 
     @property
     def kind(self) -> str:
@@ -315,14 +329,70 @@ def load_shape(
             raise Clip2PointError(f"shape index must be 0 or more, got {index}")
         path = example_path(source.path) if source.kind == "example" else Path(source.path)
         file_limits = limits if source.kind == "file" else None  # the examples are the repository's own files
-        points, colors, mesh, dense, num_input = load_file_shape(path, index, num_points, up, source.display,
-                                                                  file_limits)
+        if index and path.suffix.lower() not in MULTI_SHAPE_EXTENSIONS:
+            raise Clip2PointError(f"{source.display or path.name} holds one shape; the shape index (here {index}) "
+                                  f"applies to multi-shape {' / '.join(MULTI_SHAPE_EXTENSIONS)} files; set it to 0")
+        points, colors, mesh, dense, num_input, entry = load_file_shape(path, index, num_points, up, source.display,
+                                                                         file_limits)
         name = source.display or path.name
-        if source.kind == "file" and path.suffix.lower() in MULTI_SHAPE_EXTENSIONS and index:
-            name += f" #{index}"
+        if entry is not None:
+            true_label = entry.class_name
+            name += f" · shape {entry.index} of {entry.count}" + "".join(
+                f" · {part}" for part in (entry.name, entry.class_name and f"label {entry.class_name}") if part)
     key = hashlib.sha1(repr((source, num_points, up)).encode()).hexdigest()[:16]
     return Shape(name, points, colors, mesh, *dense, up, num_input, true_label, source, num_points, key,
-                 time.perf_counter() - t0)
+                 time.perf_counter() - t0, entry if source.kind == "file" else None)
+
+
+def _turn_matrix(axis: str) -> np.ndarray:
+    """The 3×3 matrix of a +90° (right-handed) turn about ``axis``."""
+    c = {"x": [[1, 0, 0], [0, 0, -1], [0, 1, 0]], "y": [[0, 0, 1], [0, 1, 0], [-1, 0, 0]],
+         "z": [[0, -1, 0], [1, 0, 0], [0, 0, 1]]}
+    if axis not in c:
+        raise Clip2PointError(f"turn axis must be one of {', '.join(TURN_AXES)}, got {str(axis)[:20]!r}")
+    return np.asarray(c[axis], dtype=np.float32)
+
+
+def turn_shape(shape: Shape, axis: str) -> Shape:
+    """``shape`` turned by +90° about ``axis`` (x, y or z of the y-up render world): points, normals,
+    the mesh and its offset; colours and labels unchanged. The key changes, so views are rendered anew.
+
+    Raises:
+        Clip2PointError: an unknown axis.
+    """
+    r = _turn_matrix(axis)
+
+    def turn(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(np.asarray(a, dtype=np.float32) @ r.T)
+
+    mesh = shape.mesh
+    if mesh is not None:
+        mesh = Mesh(turn(mesh.vertices), mesh.faces, mesh.vertex_colors, mesh.source,
+                    np.asarray(mesh.offset, dtype=np.float64) @ r.T.astype(np.float64))
+    turns = (*shape.turns, axis)
+    key = hashlib.sha1(repr((shape.key, axis)).encode()).hexdigest()[:16]
+    return replace(shape, points=turn(shape.points), mesh=mesh, dense_points=turn(shape.dense_points),
+                   dense_normals=turn(shape.dense_normals), turns=turns, key=key)
+
+
+def up_axis_hint(path: str | os.PathLike, points: np.ndarray | None = None, up: str = "y") -> tuple[str, str]:
+    """The up axis to read an upload with, and a note for people saying why ("" when nothing stands out).
+
+    ``.off`` and ``.h5``/``.hdf5`` files are ModelNet's formats, stored z-up: "z", with a note.
+    Otherwise "y"; with ``points`` read y-up whose extent along y is under :data:`FLAT_RATIO` of
+    their largest extent, the note suggests trying up = z or a turn (a suggestion only: flat
+    objects exist).
+    """
+    ext = Path(path).suffix.lower()
+    if ext in Z_UP_EXTENSIONS:
+        return "z", (f"Up axis set to z: {ext} files (ModelNet) are stored z-up. If the shape lies on its side, "
+                     "set Up to y or turn it.")
+    if points is not None and up == "y" and len(points):
+        extent = np.ptp(np.asarray(points, dtype=np.float64), axis=0)
+        if extent.max() > 0 and extent[1] < FLAT_RATIO * extent.max():
+            return "y", (f"This shape is flat along y (its height is {extent[1] / extent.max():.0%} of its largest "
+                         "extent). If it lies on its side (a z-up file), set Up to z or turn it.")
+    return "y", ""
 
 
 def render_views(

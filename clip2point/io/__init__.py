@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Clip2PointError, PointCloudFileError
-from .arrays import h5_dataset, read_hdf5, read_npy, read_npz
+from .arrays import ShapeEntry, h5_dataset, read_hdf5, read_npy, read_npz, shape_entry
 from .checks import check_count, check_file, check_sampling, reading, validate_points
 from .formats import (
     ALL_EXTENSIONS, DEFAULT_MESH_POINTS, FPS_CANDIDATES_PER_POINT, HDF5_EXTENSIONS, MAX_FACES_PER_POINT, MAX_POINTS,
@@ -92,6 +92,8 @@ __all__ = [
     "MAX_FACES_PER_POINT",
     "OFFSET_RATIO",
     "h5_dataset",
+    "ShapeEntry",
+    "shape_entry",
     "is_mesh_file",
     "normalize_unit_sphere",
     "normalize_mesh",

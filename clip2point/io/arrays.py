@@ -23,7 +23,7 @@ from .columns import split_columns, unit_colors
 from .formats import CHUNK_BYTES, MAX_COLUMNS_READ
 from .types import LoadedPoints
 
-__all__ = ["h5_dataset", "read_npy", "read_npz", "read_hdf5"]
+__all__ = ["h5_dataset", "read_npy", "read_npz", "read_hdf5", "ShapeEntry", "shape_entry"]
 
 _POINT_KEYS = ("points", "data", "xyz")
 _NORMAL_KEYS = ("normal", "normals")
@@ -311,3 +311,85 @@ def read_hdf5(path: Path, index: int, limit: int) -> LoadedPoints:
 
     with h5py.File(path, "r") as store:
         return _read_store(path, _h5_sources(path, store), index, limit)
+
+
+class ShapeEntry(NamedTuple):
+    """Which shape of a multi-shape file was read: its ``index`` of ``count``, and, where an HDF5
+    file stores them (the ModelNet h5 layout: ``label`` (S,) or (S, 1) ints, ``name`` (S,) strings,
+    a JSON ``class_names`` attribute), its label index, class name and shape name (else None)."""
+
+    index: int
+    count: int
+    label: int | None = None
+    class_name: str | None = None
+    name: str | None = None
+
+
+def _h5_entry_extras(path: Path, store: Any, index: int, count: int) -> tuple[int | None, str | None, str | None]:
+    """(label, class name, shape name) of shape ``index`` of an HDF5 file, each None when absent or malformed."""
+    import json
+
+    def small(key: str, kinds: str) -> Any:
+        if key not in store:
+            return None
+        try:
+            ds = h5_dataset(store, key, path, kinds=kinds)
+        except Clip2PointError:
+            return None
+        if ds.shape[:1] != (count,) or len(ds.shape) > 2 or ds.dtype.kind not in kinds:
+            return None
+        return np.asarray(ds[index]).reshape(-1)[0]
+
+    label = small("label", "iu")
+    if label is None:
+        label = small("labels", "iu")
+    name = small("name", "SU")
+    name = name.decode("utf-8", errors="replace") if isinstance(name, bytes) else name
+    class_name = None
+    try:
+        names = json.loads(store.attrs.get("class_names", "null"))
+    except (TypeError, ValueError):
+        names = None
+    if label is not None and isinstance(names, list) and 0 <= int(label) < len(names):
+        class_name = str(names[int(label)]).replace("_", " ")
+    return (None if label is None else int(label)), class_name, (None if name is None else str(name).strip())
+
+
+def shape_entry(path: str | os.PathLike, index: int = 0) -> ShapeEntry:
+    """Which shape ``index`` of a ``.npy/.npz/.h5`` file is: the count of shapes, and (HDF5) its label and name.
+
+    Reads only array headers and two small values. A bare (N, C) array is one shape.
+
+    Raises:
+        PointCloudFileError: the file has no point array, or ``index`` is out of range (the count is named).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+
+    def count_of(store: _Sources) -> int:
+        key = next((k for k in _POINT_KEYS if k in store), next(iter(store), None) if len(store) == 1 else None)
+        if key is None:
+            raise fail(path, f"none of its arrays is named {' / '.join(_POINT_KEYS)}; store the (N, 3) points as 'points'")
+        shape = store[key]().shape
+        return shape[0] if len(shape) == 3 else 1
+
+    def checked(count: int) -> int:
+        if not -count <= index < count:
+            raise fail(path, f"shape index {index} is out of range; the file holds {count} shape(s), "
+                              f"so use an index in 0..{count - 1}")
+        return index % count
+
+    if ext in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as store:
+            count = count_of(_h5_sources(path, store))
+            i = checked(count)
+            return ShapeEntry(i, count, *_h5_entry_extras(path, store, i, count))
+    if ext == ".npz":
+        with zipfile.ZipFile(path) as archive:
+            count = count_of(_npz_sources(path, archive))
+    else:
+        with open(path, "rb") as fh:
+            count = count_of({"points": lambda: _npy_source(path, fh, os.fstat(fh.fileno()).st_size)})
+    return ShapeEntry(checked(count), count)

@@ -10,32 +10,42 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from clip2point.prompts import TEMPLATE_PRESETS
 from ui.defaults import DEFAULT_NUM_POINTS, DEFAULT_TEMPLATE, DEFAULT_VIEWS, UPLOAD_EXTENSIONS
 from ui.limits import AppLimits
 from ui.session import classify_file
 from ui.tabs.common import AppContext, Number, Radio, error_message
 
-__all__ = ["API_NOTE", "api_note", "ClassifyEndpoint", "ClassifyHandler", "build_classify_endpoint", "wire_classify_endpoint"]
+__all__ = ["API_NOTE", "API_ADDRESS_JS", "api_note", "ClassifyEndpoint", "ClassifyHandler", "build_classify_endpoint",
+           "wire_classify_endpoint"]
 
 API_NOTE = """
 **Use this app from Python** (`pip install gradio_client`):
 
 ```python
 from gradio_client import Client, handle_file
-client = Client("http://127.0.0.1:7860/")   # this server's address
+client = Client("{address}")   # this server's address
 probs = client.predict(handle_file("chair.ply"), "chair,table,lamp", api_name="/classify")
-# {'chair': 0.71, 'lamp': 0.17, 'table': 0.12}   optional: template, up axis ("y"/"z"), views ("6"/"10"), number of points
+# {{'chair': 0.71, 'lamp': 0.17, 'table': 0.12}}   optional: template(s) (one per line, or a preset: {presets}),
+# up axis ("y"/"z"), views ("6"/"10"), number of points
 ```
 Every control is an API endpoint too; the "Use via API" link at the bottom lists them.
 """
+#: The page's own address (what the browser shows), sent to :func:`api_note` when the page loads.
+API_ADDRESS_JS = "(x) => window.location.origin + window.location.pathname"
 
 
-def api_note(limits: AppLimits) -> str:
-    """The "Use from Python" text, with the limits the server enforces on every endpoint."""
-    return API_NOTE + (
+def api_note(limits: AppLimits, address: str | None = None) -> str:
+    """The "Use from Python" text for a server at ``address`` (the page's URL; a placeholder until
+    the page sends it), with the limits the server enforces on every endpoint."""
+    shown = str(address).strip() if address and str(address).startswith(("http://", "https://")) else "http://HOST:PORT/"
+    shown = shown.replace("`", "").replace("\n", "")[:200]
+    if not shown.endswith("/"):
+        shown += "/"
+    return API_NOTE.format(address=shown, presets=", ".join(TEMPLATE_PRESETS)) + (
         f"\n**Limits of this server** (checked on every endpoint, scripts included): {limits.min_points:,}–"
         f"{limits.max_points:,} points · at most {limits.max_classes:,} classes of up to {limits.max_class_chars} "
-        f"characters · templates up to {limits.max_template_chars} characters · view sets "
+        f"characters · up to {limits.max_templates} templates of up to {limits.max_template_chars} characters · view sets "
         f"{', '.join(limits.view_sets)} · splat radius {limits.min_radius:g}–{limits.max_radius:g} · uploads up to "
         f"{limits.max_file_mb} MB, read within {limits.load_timeout_s:g} s and {limits.load_memory_mb:,} MiB · "
         f"{limits.max_runs} few-shot run(s) at once per server, {limits.max_runs_per_session} per session. "
@@ -57,7 +67,7 @@ def build_classify_endpoint(limits: AppLimits) -> ClassifyEndpoint:
     with gr.Row(visible=False):
         file = gr.File(label="point cloud or mesh file", file_types=list(UPLOAD_EXTENSIONS), visible=False)
         classes = gr.Textbox("chair, table, lamp", label="classes (comma-separated)", visible=False)
-        template = gr.Textbox(DEFAULT_TEMPLATE, label="prompt template", visible=False)
+        template = gr.Textbox(DEFAULT_TEMPLATE, label="prompt template(s): one per line, or a preset name", visible=False)
         up = Radio(["y", "z"], value="y", label="up axis of the file", visible=False)
         views = Radio(list(limits.view_sets), value=DEFAULT_VIEWS, label="view set", visible=False)
         points = Number(DEFAULT_NUM_POINTS, precision=0, minimum=limits.min_points, maximum=limits.max_points,

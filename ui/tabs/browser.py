@@ -29,7 +29,6 @@ class BrowserSection:
     split: gr.Radio
     cls: gr.Dropdown
     index: gr.Slider
-    load: gr.Button
     random: gr.Button
 
 
@@ -50,12 +49,10 @@ def build_browser(ctx: AppContext) -> BrowserSection | None:
     split = Radio(["test", "train"], value="test", label="Split")
     cls = Dropdown(_class_choices(first), value="all", label="Class")
     index = Slider(0, max(len(first) - 1, 0), value=0, step=1, label="Shape (index within the class)")
-    with gr.Row():
-        load = gr.Button("Load shape", variant="primary", size="sm")
-        rand = gr.Button("Random shape", size="sm")
-    gr.HTML(f'<div class="c2p-footnote">From {ctx.data_root} · the true label is shown with the prediction · '
-            'up axis set from the data</div>')
-    return BrowserSection(name, split, cls, index, load, rand)
+    rand = gr.Button("Random shape", size="sm")
+    gr.HTML(f'<div class="c2p-footnote">From {ctx.data_root} · a pick loads at once · the true label is shown '
+            'with the prediction · up axis set from the data</div>')
+    return BrowserSection(name, split, cls, index, rand)
 
 
 class BrowserHandlers:
@@ -117,11 +114,13 @@ def wire_browser(section: BrowserSection, h: BrowserHandlers, status: gr.HTML, s
     """
     _up, num_points, views, radius, color_by = render_settings
     pick = [section.name, section.split]
-    section.name.input(h.on_dataset, pick, [status, section.cls, section.index], api_name="pick_dataset")
-    section.split.input(h.on_dataset, pick, [status, section.cls, section.index], api_name="pick_split")
-    section.cls.input(h.on_dataset_class, [*pick, section.cls], [status, section.index], api_name="pick_dataset_class")
     inputs = [state, *pick, section.cls, section.index, num_points, views, radius, color_by]
-    views_then_scores(section.load.click, h.on_dataset_load, inputs, "load_dataset_shape")
+    for control, name in ((section.name, "dataset"), (section.split, "split")):  # a pick loads its first shape
+        picked = control.input(h.on_dataset, pick, [status, section.cls, section.index], api_name=f"pick_{name}")
+        views_then_scores(picked.success, h.on_dataset_load, inputs, f"load_{name}_shape")
+    picked = section.cls.input(h.on_dataset_class, [*pick, section.cls], [status, section.index],
+                               api_name="pick_dataset_class")
+    views_then_scores(picked.success, h.on_dataset_load, inputs, "load_dataset_shape")
     views_then_scores(section.index.release, h.on_dataset_load, inputs, "load_dataset_index")
     chain = section.random.click(h.on_dataset_random, [*pick, section.cls], section.index,
                                  api_name="pick_random_shape", queue=False)
