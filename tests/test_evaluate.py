@@ -122,7 +122,7 @@ def test_cli_json_predictions_results_dir_and_refusal(tmp_path, capsys):
     assert {p["label"] for p in obj["predictions"]} == {"bathtub"}  # class names, the first 12 shapes
     assert obj["accuracy"] == sum(p["label"] == p["predicted"] for p in obj["predictions"]) / 12
     assert obj["per_class_accuracy"]["chair"] is None  # absent classes: null (strict JSON), not NaN
-    assert len(obj["per_view_accuracy"]) == 6 and obj["random_weights"] is True
+    assert len(obj["per_view_accuracy"]) == 6 and obj["random_weights"] is True and obj["templates"] == ["image of a {}"]
     saved = json.loads((run / "results.json").read_text())
     assert saved["predictions"] == obj["predictions"] and (run / "confusion.png").stat().st_size > 5000
     assert "## Per view" in (run / "results.md").read_text()

@@ -186,13 +186,16 @@ def run_evaluation(args, env, clf, ds, name: str, results_dir: str | None):
     if res is None:
         return None, None
     payload = {"dataset": name, "split": args.split, "weights": clf.backbone.describe(),
-               "random_weights": clf.backbone.weights.is_random, **res.as_dict(),
+               "random_weights": clf.backbone.weights.is_random, "templates": list(clf.templates), **res.as_dict(),
                "predictions": res.prediction_records(), "world_size": env.world_size,
                "results_dir": None if results is None else str(results.root), "resumed_rank0": report.resumed,
                "eval_seconds": round(report.seconds, 3),
                "view_cache": None if cache is None else {"root": str(cache.root), **stats}}
     if results is not None:
-        write_results(results.root, payload, format_markdown(res, f"{name} {args.split}: zero-shot", clf.backbone.describe()))
+        from ..prompts import describe_templates
+
+        title = f"{name} {args.split}: zero-shot, {args.views} views, {describe_templates(clf.templates)}"
+        write_results(results.root, payload, format_markdown(res, title, clf.backbone.describe()))
     return res, json_safe(payload)
 
 
@@ -283,7 +286,9 @@ def cmd_eval_table(args) -> int:
             return 0
         weights = clf.backbone.describe() if clf is not None else "(no dataset could be opened)"
         random_weights = clf is not None and clf.backbone.weights.is_random
-        setting = (f"{args.views} views, templates {list(eval_templates(args))}, {args.num_points} points, "
+        from ..prompts import describe_templates
+
+        setting = (f"{args.views} views, templates {describe_templates(eval_templates(args))}, {args.num_points} points, "
                    f"{args.image_size} px, radius {args.radius}, {'' if clf is None else clf.backbone.precision}")
         if args.json:
             print(json.dumps({"table": rows, "weights": weights, "random_weights": random_weights, "limit": args.limit,
