@@ -9,10 +9,12 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from clip2point.errors import Clip2PointError
+from clip2point.prompts import TEMPLATE_PRESETS, preset_of
 from clip2point.viewcache import ViewFeatureCache
 from ui import figures, results
 from ui.defaults import (DEFAULT_CLASS_SET, DEFAULT_EXAMPLE, DEFAULT_NUM_POINTS, DEFAULT_RADIUS, DEFAULT_TEMPLATE,
                          DEFAULT_VIEWS, ENCODERS, UPLOAD_EXTENSIONS, VIEW_SETS)
+from ui.limits import parse_templates
 from ui.registry import ModelSpec
 from ui.session import Session
 from ui.shapes import CLASS_PRESETS, ShapeSource, example_names
@@ -188,25 +190,31 @@ class ShapeExplorer:
 
 
 class ZeroShotPanel:
-    """Class names and prompt template → zero-shot probabilities and per-view logits.
+    """Class names and prompt template(s) → zero-shot probabilities and per-view logits.
 
     Edits re-score from the session's cached view features (``session.counters["encode"]`` does
-    not move; only text features of new prompts are computed).
+    not move; only text features of new prompts are computed). Several templates (one per line,
+    or a preset of ``clip2point.prompts.TEMPLATE_PRESETS``) form a prompt ensemble. A failed
+    score clears every picture of the old result together (card, bars, heat-map, view votes).
 
     Args:
         explorer: a :class:`ShapeExplorer` whose session to score (re-scored when its views change).
         session: a session with a rendered shape, when there is no explorer.
         classes: initial class names (comma-separated) or a preset name from ``CLASS_PRESETS``.
+        template: a template, several (a list, or text with one per line) or a template preset name.
 
     Attributes:
         result: the latest ``ZeroShotResult``. prob_figure, heatmap_figure: the latest figures.
         error: the latest error message or None. widget: the ``VBox``.
+        The prediction card carries download links of the per-view logits (CSV, JSON); :meth:`logits_csv`
+        and :meth:`logits_json` return (and write) the same files.
     """
 
     CUSTOM = "(custom)"
 
     def __init__(self, explorer: ShapeExplorer | None = None, session: Session | None = None,
-                 classes: str | None = None, template: str = DEFAULT_TEMPLATE, top_k: int = 5, auto: bool = True) -> None:
+                 classes: str | None = None, template: str | list[str] = DEFAULT_TEMPLATE, top_k: int = 5,
+                 auto: bool = True) -> None:
         if explorer is None and session is None:
             raise ValueError("pass a ShapeExplorer or a Session")
         self.explorer = explorer
@@ -220,8 +228,15 @@ class ZeroShotPanel:
         self.preset = W.Dropdown(options=[*CLASS_PRESETS, self.CUSTOM], value=preset, description="Preset")
         self.classes = W.Textarea(value=text, description="Classes", continuous_update=False,
                                   layout=W.Layout(width="95%", height="70px"))
-        self.template = W.Text(value=template, description="Template", continuous_update=False,
-                               placeholder="image of a {}")
+        if isinstance(template, str) and template.strip().lower() in TEMPLATE_PRESETS:
+            template = TEMPLATE_PRESETS[template.strip().lower()]
+        text = template if isinstance(template, str) else "\n".join(template)
+        self.template_preset = W.Dropdown(options=[*TEMPLATE_PRESETS, self.CUSTOM], description="Prompts",
+                                          value=self._template_preset_of(text))
+        self.template = W.Textarea(value=text, description="Template", continuous_update=False,
+                                   placeholder="image of a {}  (one per line: an ensemble)",
+                                   layout=W.Layout(width="95%", height="48px"))
+
         self.top_k = W.IntSlider(value=top_k, min=1, max=20, description="Top k", continuous_update=False)
         encoders = [(label, key) for key, label in ENCODERS.items()]
         self.encoder = W.Dropdown(options=encoders, value=self.session.encoder, description="Encoder")
@@ -230,16 +245,17 @@ class ZeroShotPanel:
         self.bars = W.Output()
         self.heatmap = W.Output()
         self.widget = W.VBox([
-            css(), W.HBox([self.preset, self.template, self.encoder]), self.classes, self.top_k, self.message,
-            self.prediction, W.HBox([W.VBox([self.bars], layout=W.Layout(width="35%")),
-                                     W.VBox([self.heatmap], layout=W.Layout(width="65%"))]),
+            css(), W.HBox([self.preset, self.template_preset, self.encoder]), self.classes, self.template, self.top_k,
+            self.message, self.prediction, W.HBox([W.VBox([self.bars], layout=W.Layout(width="35%")),
+                                                   W.VBox([self.heatmap], layout=W.Layout(width="65%"))]),
         ])
         self._syncing = False
         self.preset.observe(self._on_preset, names="value")
         self.classes.observe(self._on_classes, names="value")
+        self.template_preset.observe(self._on_template_preset, names="value")
+        self.template.observe(self._on_template, names="value")
         self.encoder.observe(self._on_encoder, names="value")
-        for w in (self.template, self.top_k):
-            w.observe(lambda _c: self._auto(), names="value")
+        self.top_k.observe(lambda _c: self._auto(), names="value")
         self.auto = auto
         if explorer is not None:
             explorer.listeners.append(self._auto)
@@ -275,6 +291,31 @@ class ZeroShotPanel:
                 self._syncing = False
             self._auto()
 
+    def _template_preset_of(self, text: str) -> str:
+        try:
+            return preset_of(parse_templates(text)) or self.CUSTOM
+        except Clip2PointError:
+            return self.CUSTOM
+
+    def _on_template_preset(self, change) -> None:
+        if change["new"] == self.CUSTOM or self._syncing:
+            return
+        self._syncing = True
+        try:
+            self.template.value = "\n".join(TEMPLATE_PRESETS[change["new"]])
+        finally:
+            self._syncing = False
+        self._auto()
+
+    def _on_template(self, change) -> None:
+        if not self._syncing:
+            self._syncing = True
+            try:
+                self.template_preset.value = self._template_preset_of(change["new"])
+            finally:
+                self._syncing = False
+            self._auto()
+
     def _on_encoder(self, change) -> None:
         try:
             self.session.set_encoder(change["new"])
@@ -284,8 +325,16 @@ class ZeroShotPanel:
         self._auto()
 
     def _fail(self, message: str) -> None:
+        """Show the error and clear every picture of the old result together (none left to mislead)."""
         self.error = message
         self.message.value = figures.message_html(message, "error")
+        self.result = self.prob_figure = self.heatmap_figure = None
+        self.session.result = None
+        self.prediction.value = figures.empty_html("No scores — see the message above.")
+        show_figure(self.bars, None)
+        show_figure(self.heatmap, None)
+        if self.explorer is not None:
+            self.explorer.refresh()  # the view cards lose their votes
 
     def score(self) -> bool:
         """Score the session's current views; returns False (and shows why) on an error."""
@@ -306,6 +355,29 @@ class ZeroShotPanel:
         if self.explorer is not None:
             self.explorer.refresh()  # votes on the view cards, banner (model now loaded)
         return True
+
+    def logits_csv(self, path: str | Path | None = None) -> str:
+        """The latest result's per-view logits as CSV (:func:`ui.results.view_logits_csv`); written to
+        ``path`` too when given (atomically). Raises Clip2PointError before a result exists."""
+        return self._export(results.view_logits_csv, path)
+
+    def logits_json(self, path: str | Path | None = None) -> str:
+        """The latest result as JSON (:func:`ui.results.view_logits_json`: shape, templates, encoder,
+        classes, probabilities, per-view logits, votes); written to ``path`` too when given."""
+        s = self.session
+        meta = dict(shape=s.shape.name if s.shape is not None else "", templates=list(s.templates),
+                    encoder=ENCODERS[s.encoder])
+        return self._export(lambda r: results.view_logits_json(r, **meta), path)
+
+    def _export(self, make: Callable, path: str | Path | None) -> str:
+        if self.result is None:
+            raise Clip2PointError("no result to export yet; score a shape first")
+        text = make(self.result)
+        if path is not None:
+            from clip2point.checkpoints import write_text_atomic
+
+            write_text_atomic(path, text)
+        return text
 
     @property
     def probabilities(self) -> dict[str, float]:
