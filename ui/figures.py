@@ -377,10 +377,10 @@ def view_cards_html(
     cards = []
     for v, ((d_uri, i_uri), label) in enumerate(zip(pngs, labels)):
         elev, _, azim = str(label).partition(",")
-        figs = [_zoomable(d_uri, f"depth view {v + 1}", "depth → CLIP", f"View {v + 1} · depth map CLIP reads · {label}")]
+        figs = [_zoomable(d_uri, f"depth view {v + 1}", "depth → CLIP", f"View {v + 1} · depth map (what CLIP reads) · {label}")]
         if i_uri is not None:
             figs.append(_zoomable(i_uri, f"image view {v + 1}", "CLIP image view",
-                                  f"View {v + 1} · CLIP image view · {label}"))
+                                  f"View {v + 1} · image view · {label}"))
         vote = ""
         if votes is not None:
             cls = "c2p-chip win" if prediction is not None and votes[v] == prediction else "c2p-chip"

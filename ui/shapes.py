@@ -335,7 +335,7 @@ def load_shape(
         points, colors, mesh, dense, num_input, entry = load_file_shape(path, index, num_points, up, source.display,
                                                                          file_limits)
         name = source.display or path.name
-        if entry is not None:
+        if entry is not None and (entry.count > 1 or entry.class_name or entry.name):
             true_label = entry.class_name
             name += f" · shape {entry.index} of {entry.count}" + "".join(
                 f" · {part}" for part in (entry.name, entry.class_name and f"label {entry.class_name}") if part)
