@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import json
 import logging
 import os
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "describe_os_error", "FileProbe", "probe_readable_file", "file_digest", "read_json", "resolve_inside",
     "load_state_dict_file", "save_state_dict_atomic", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
-    "remove_stale_temp_files", "save_training_state", "load_training_state", "STALE_TEMP_AGE_S",
+    "remove_stale_temp_files", "save_training_state", "load_training_state", "STALE_TEMP_AGE_S", "json_safe",
 ]
 
 #: Temporary files of a target older than this are removed even if their process id is in use again.
@@ -592,6 +593,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
         Clip2PointError: the file cannot be written (the message gives the OS reason); no temporary file is left.
     """
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None (strict JSON: ``null``), recursively through dicts, lists and tuples."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:

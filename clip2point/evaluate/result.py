@@ -6,17 +6,17 @@ with :func:`classify_batch`, the same function as :func:`evaluate_zero_shot`.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ..checkpoints import json_safe  # re-exported
 from ..datasets import PointCloudDataset, iter_batches  # iter_batches: re-exported (it lived here)
 from ..zeroshot import ZeroShotClassifier
 
-__all__ = ["EvalResult", "evaluate_zero_shot", "iter_batches", "classify_batch"]
+__all__ = ["EvalResult", "evaluate_zero_shot", "iter_batches", "classify_batch", "json_safe"]
 
 
 @dataclass
@@ -97,17 +97,6 @@ class EvalResult:
             labels = self.view_labels or [f"view {v}" for v in range(len(per_view))]
             out["per_view_accuracy"] = [{"view": lab, "accuracy": acc} for lab, acc in zip(labels, per_view)]
         return out
-
-
-def json_safe(obj):
-    """``obj`` with every NaN/inf float replaced by None (strict JSON: ``null``), recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def classify_batch(classifier: ZeroShotClassifier, points: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
