@@ -485,3 +485,163 @@ def test_python_m_ui_app_starts(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13: the zero-shot side as a user finds it (handlers through the running server)
+
+
+def _write_multi_h5(path: Path, n: int = 3) -> Path:
+    """A small multi-shape HDF5 in the ModelNet h5 layout: data (S, N, 3), label (S, 1), name (S,), class_names."""
+    import h5py
+
+    rng = np.random.default_rng(3)
+    with h5py.File(path, "w") as f:
+        f["data"] = rng.normal(size=(n, 300, 3)).astype(np.float32) * [1.0, 0.5, 0.8]
+        f["label"] = np.arange(n, dtype=np.int64).reshape(n, 1) % 2
+        f["name"] = np.array([f"shape_{i:04d}".encode() for i in range(n)], dtype="S16")
+        f.attrs["class_names"] = json.dumps(["chair", "night_stand"])
+    return path
+
+
+def _plot_json(plot: dict) -> dict:
+    return json.loads(plot["plot"])
+
+
+def test_bad_templates_are_one_clear_line_and_clear_the_old_result_together(client):
+    client.predict("mug", "y", 1024, "6", 0.02, "height", api_name="/load_example")
+    client.predict("cup, bowl", "image of a {}", 2, api_name="/load_example_scores")
+    for bad, says in (("a {} and a {}", "2 replacement fields"), ("{}{1}", "2 replacement fields"),
+                      ("{{}}", "only literal braces"), (" , ", "no class names")):
+        classes, template = (bad, "image of a {}") if bad == " , " else ("cup, bowl", bad)
+        status, prediction, bars, heatmap, cards, _banner, _info = client.predict(classes, template, 2, api_name="/score")
+        assert says in status and "internal error" not in status, status
+        assert "c2p-pred-class" not in prediction and "No scores" in prediction
+        for fig in (bars, heatmap):  # bars and heat-map go with the card (issue 13 item 4)
+            assert "no scores" in _plot_json(fig)["layout"]["annotations"][0]["text"]
+        assert "c2p-vote" not in cards and cards.count("<img") == 12  # the views stay, their votes go
+    status, prediction, *_ = client.predict("cup, bowl, lamp", "clip", 2, api_name="/score")  # a preset name
+    assert status == "" and "7 templates (preset clip)" in prediction and "3 classes" in prediction
+    status, prediction, *_ = client.predict("cup", "a depth map of a {}\n# comment\na 3D model of a {}", 1,
+                                            api_name="/score")
+    assert status == "" and "2 templates" in prediction and "1 class ·" in prediction
+    assert "data:text/csv" in prediction and "data:application/json" in prediction  # the per-view logits export
+
+
+def test_typed_classes_or_templates_mark_the_result_stale_and_show_custom(client):
+    client.predict("mug", "y", 1024, "6", 0.02, "height", api_name="/load_example")
+    client.predict("cup, bowl", "image of a {}", 2, api_name="/load_example_scores")
+    preset, template_preset, prediction = client.predict("cup, bowl, vase", "image of a {}", api_name="/edit_classes")
+    assert preset == "custom" and template_preset == "clip2point"
+    assert "out of date" in prediction and 'class="c2p-pred stale"' in prediction
+    from clip2point.classes import CLASS_SETS
+    from clip2point.prompts import TEMPLATE_PRESETS
+
+    preset, template_preset, _ = client.predict(", ".join(CLASS_SETS["modelnet10"]), "\n".join(TEMPLATE_PRESETS["clip"]),
+                                                api_name="/edit_template")
+    assert preset == "modelnet10" and template_preset == "clip"
+    assert client.predict("clip", api_name="/pick_template_preset") == "\n".join(TEMPLATE_PRESETS["clip"])
+
+
+def test_shape_index_reloads_a_multi_shape_file_and_says_which_shape(client, tmp_path):
+    from gradio_client import handle_file
+
+    h5 = handle_file(str(_write_multi_h5(tmp_path / "three.h5")))
+    render = ("y", 1024, "6", 0.02, "height")
+    status, info, *_rest, up = client.predict(h5, 1, *render, api_name="/load_file")
+    assert status == "" and "three.h5 · shape 1 of 3 · shape_0001 · label night stand" in info
+    assert up == "z" and "Up axis set to z" in info  # ModelNet's .h5 are z-up: set, with a note
+    status, info, *_ = client.predict(h5, 2, "z", 1024, "6", 0.02, "height", api_name="/set_shape_index")
+    assert status == "" and "shape 2 of 3 · shape_0002 · label chair" in info
+    status, *_ = client.predict(h5, 5, "z", 1024, "6", 0.02, "height", api_name="/set_shape_index")
+    assert "shape index 5 is out of range; the file holds 3 shape(s)" in status
+    ply = handle_file(str(write_ply(tmp_path / "one.ply", np.random.default_rng(0).normal(size=(300, 3)))))
+    status, *_ = client.predict(ply, 2, *render, api_name="/set_shape_index")
+    assert "holds one shape" in status and "set it to 0" in status
+    status, info, *_ = client.predict(ply, 2, *render, api_name="/load_file")  # a new upload: the index is for h5
+    assert status == "" and "one.ply" in info
+
+
+def test_up_axis_from_the_file_type_and_90_degree_turns(client, tmp_path):
+    from gradio_client import handle_file
+
+    off = tmp_path / "box.off"
+    off.write_text("OFF\n8 12 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 2) for y in (0, 1) for z in (0, 0.5))
+                   + "3 0 1 3\n3 0 3 2\n3 4 6 7\n3 4 7 5\n3 0 4 5\n3 0 5 1\n3 2 3 7\n3 2 7 6\n3 0 2 6\n3 0 6 4\n"
+                     "3 1 5 7\n3 1 7 3\n")
+    status, info, *_rest, up = client.predict(handle_file(str(off)), 0, "y", 1024, "6", 0.02, "height",
+                                              api_name="/load_file")
+    assert status == "" and up == "z" and "Up axis set to z: .off files (ModelNet) are stored z-up" in info
+    status, info, *_ = client.predict("z", 1024, "6", 0.02, "height", api_name="/turn_x")
+    assert status == "" and "turned 90° about x" in info
+    status, info, *_ = client.predict("z", 1024, "6", 0.02, "height", api_name="/turn_z")
+    assert "turned 90° about x, z" in info
+    status, info, *_ = client.predict("z", 1024, "6", 0.02, "height", api_name="/turn_reset")
+    assert status == "" and "turned" not in info
+    flat = write_ply(tmp_path / "flat.ply", np.random.default_rng(0).normal(size=(400, 3)) * [1.0, 0.1, 1.0])
+    status, info, *_rest, up = client.predict(handle_file(str(flat)), 0, "z", 1024, "6", 0.02, "height",
+                                              api_name="/load_file")
+    assert up == "y" and "flat along y" in info and "set Up to z" in info
+
+
+def test_file_colours_are_scaled_and_a_file_without_colours_says_so(client, tmp_path):
+    from gradio_client import handle_file
+
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(500, 3))
+    rgb = np.column_stack([np.full(500, 255), rng.integers(0, 256, 500), np.zeros(500)])  # 0–255, as open3d writes
+    xyzrgb = tmp_path / "red.xyzrgb"
+    np.savetxt(xyzrgb, np.hstack([pts, rgb]), fmt="%.5f")
+    client.predict(handle_file(str(xyzrgb)), 0, "y", 1024, "6", 0.02, "height", api_name="/load_file")
+    plot, status = client.predict("file colours", api_name="/set_point_colours")
+    colours = _plot_json(plot)["data"][0]["marker"]["color"]
+    assert status == "" and len(colours) == 500 and all(c.startswith("rgb(255,") and c.endswith(",0)") for c in colours)
+    assert len(set(colours)) > 50  # the file's colours, not one flat colour
+    xyz = tmp_path / "plain.xyz"
+    np.savetxt(xyz, pts, fmt="%.5f")
+    client.predict(handle_file(str(xyz)), 0, "y", 1024, "6", 0.02, "height", api_name="/load_file")
+    plot, status = client.predict("file colours", api_name="/set_point_colours")
+    assert "plain.xyz stores no colours" in status
+    assert "no colours" in _plot_json(plot)["layout"]["annotations"][0]["text"]
+
+
+def test_a_text_file_renamed_obj_is_not_a_valid_obj_and_api_user_errors_log_one_line(client, tmp_path, capfd):
+    from gradio_client import handle_file
+
+    notes = tmp_path / "notes.obj"
+    notes.write_text("shopping list\nv is for vegetables\n")
+    status, *_ = client.predict(handle_file(str(notes)), 0, "y", 1024, "6", 0.02, "height", api_name="/load_file")
+    assert "notes.obj: is not a valid OBJ mesh" in status and "no faces" not in status
+    docx = tmp_path / "report.docx"
+    docx.write_text("not a shape")
+    with pytest.raises(Exception, match="Invalid file type"):
+        client.predict(handle_file(str(docx)), "chair, table", api_name="/classify")
+    with pytest.raises(Exception, match="2 replacement fields"):
+        client.predict(handle_file(str(example_path("mug", "points"))), "cup, bowl", "a {} and a {}",
+                       api_name="/classify")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err[-2000:]
+
+
+def test_api_note_shows_the_real_server_address():
+    from ui.limits import AppLimits
+    from ui.tabs.api import api_note
+
+    note = api_note(AppLimits(), "http://10.0.0.7:9123/clip")
+    assert 'Client("http://10.0.0.7:9123/clip/")' in note and "7860" not in note
+    assert 'Client("http://HOST:PORT/")' in api_note(AppLimits(), "javascript:alert(1)")
+
+
+def test_figure_wording_and_heatmap_truncation_note():
+    classes = [f"c{i}" for i in range(200)]
+    vl = np.random.default_rng(1).normal(size=(6, 200))
+    heat = figures.view_logit_heatmap(classes, vl, [f"v{i}" for i in range(6)])
+    assert heat.layout.title.text.startswith("top 40 of 200 classes by mean logit")
+    assert figures.view_logit_heatmap(classes[:5], vl[:, :5], ["v"] * 6).layout.title.text is None
+    assert "1 class ·" in figures.prediction_html("a", 1.0, 6, 1) and "2 classes ·" in figures.prediction_html("a", 0.5, 6, 2)
+    cards = figures.view_cards_html(np.ones((1, 8, 8)), None, ["elev 0°, azim 0°"], ["a"], [0.04], "a")
+    assert "p = 4% in this view" in cards and 'class="c2p-zoom"' in cards
+    fig = figures.point_cloud_figure(np.random.default_rng(0).normal(size=(50, 3)), None, "colors",
+                                     *[(0.0,) * 10, tuple(range(0, 360, 36)), [f"v{i}" for i in range(10)]])
+    assert [a.text for a in fig.layout.scene.annotations] == [f"<b>{i}</b>" for i in range(1, 11)]  # every camera named
+    assert fig.layout.meta["note"] == "this file stores no colours: coloured by height"

@@ -134,7 +134,8 @@ def test_limits_are_one_frozen_dataclass_used_by_the_controls(app):
     assert by_label["Points (farthest point sampling)"]["maximum"] == LIMITS.max_points
     assert by_label["Classes shown in the chart (top-k)"]["maximum"] == LIMITS.max_top_k
     assert by_label["number of points"]["maximum"] == LIMITS.max_points
-    assert by_label["Prompt template ({} = the class name)"]["max_length"] == LIMITS.max_template_chars
+    assert by_label["Prompt template ({} = the class name; one per line)"]["max_length"] == LIMITS.max_templates_chars
+    assert LIMITS.max_templates_chars == LIMITS.max_templates * (LIMITS.max_template_chars + 1)
     with pytest.raises(Clip2PointError, match="max_runs"):
         AppLimits(max_runs=0)
 

@@ -194,7 +194,7 @@ class AppLimits:
         (see :func:`parse_templates`), within ``max_templates`` of ``max_template_chars`` each."""
         if isinstance(value, str) and len(value) > self.max_templates_chars:
             raise RequestLimitError(f"the prompt templates are {len(value):,} characters long; this app takes at most "
-                                    f"{self.max_templates} templates of {self.max_template_chars} characters")
+                                    f"{self.max_template_chars} characters per template and {self.max_templates} templates")
         return parse_templates(value, self.max_template_chars, self.max_templates)
 
     def check_classes(self, value: object) -> list[str]:

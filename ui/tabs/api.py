@@ -14,7 +14,7 @@ from clip2point.prompts import TEMPLATE_PRESETS
 from ui.defaults import DEFAULT_NUM_POINTS, DEFAULT_TEMPLATE, DEFAULT_VIEWS, UPLOAD_EXTENSIONS
 from ui.limits import AppLimits
 from ui.session import classify_file
-from ui.tabs.common import AppContext, Number, Radio, error_message
+from ui.tabs.common import AppContext, File, Number, Radio, error_message
 
 __all__ = ["API_NOTE", "API_ADDRESS_JS", "api_note", "ClassifyEndpoint", "ClassifyHandler", "build_classify_endpoint",
            "wire_classify_endpoint"]
@@ -65,7 +65,7 @@ class ClassifyEndpoint:
 def build_classify_endpoint(limits: AppLimits) -> ClassifyEndpoint:
     """The endpoint's hidden components (their labels name the API's parameters)."""
     with gr.Row(visible=False):
-        file = gr.File(label="point cloud or mesh file", file_types=list(UPLOAD_EXTENSIONS), visible=False)
+        file = File(label="point cloud or mesh file", file_types=list(UPLOAD_EXTENSIONS), visible=False)
         classes = gr.Textbox("chair, table, lamp", label="classes (comma-separated)", visible=False)
         template = gr.Textbox(DEFAULT_TEMPLATE, label="prompt template(s): one per line, or a preset name", visible=False)
         up = Radio(["y", "z"], value="y", label="up axis of the file", visible=False)

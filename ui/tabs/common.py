@@ -22,7 +22,7 @@ from ui.session import Session
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "AppContext", "Page", "QuietRefusal", "Slider", "Number", "Radio", "Dropdown", "COMPUTE", "error_message",
+    "AppContext", "Page", "QuietRefusal", "Slider", "Number", "Radio", "Dropdown", "File", "COMPUTE", "error_message",
     "show_error", "html_path", "progress_adapter", "section",
 ]
 
@@ -86,8 +86,9 @@ def section(title: str) -> gr.HTML:
 
 class QuietRefusal:
     """Mixin for gradio input components: a value the component refuses (out of a slider's range,
-    not one of a radio's choices, not a number) becomes a one-line ``gr.Error`` that names the
-    control and the allowed values, logged as one line instead of a traceback.
+    not one of a radio's choices, not a number, a file of a type it does not take) becomes a
+    one-line ``gr.Error`` that names the control and the allowed values, logged as one line
+    instead of a traceback (API user errors are one line; bugs keep their traceback).
 
     The subclasses keep gradio's class names, so the page uses the same front-end components.
     """
@@ -98,9 +99,12 @@ class QuietRefusal:
             if bounded and isinstance(payload, float) and not math.isfinite(payload):
                 raise ValueError("not a finite number")  # gradio's range check lets NaN through
             return super().preprocess(payload)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 - gr.Error or a TypeError from comparing a bad payload
+        except Exception as err:  # noqa: BLE001 - gr.Error or a TypeError from comparing a bad payload
             label = getattr(self, "label", None) or type(self).__name__.lower()
-            msg = f"{label}: {_shown(payload)} is not allowed here; {_allowed(self)}"
+            if isinstance(err, gr.Error) and _allowed(self) == "check the value":  # e.g. a file of the wrong type
+                msg = f"{label}: {' '.join(str(err.message).split())[:400]}"
+            else:
+                msg = f"{label}: {_shown(payload)} is not allowed here; {_allowed(self)}"
             log.info("refused a request: %s", msg)
             raise gr.Error(msg, print_exception=False) from None
 
@@ -124,7 +128,7 @@ def _allowed(component: Any) -> str:
 
 
 def _quiet_components() -> tuple[type, ...]:
-    """Slider, Number, Radio and Dropdown with :class:`QuietRefusal` (same names as gradio's).
+    """Slider, Number, Radio, Dropdown and File with :class:`QuietRefusal` (same names as gradio's).
 
     gradio's component metaclass writes a ``.pyi`` stub beside the module that defines a component
     subclass; that would put a generated file into this repository on import, so the stub writer
@@ -137,12 +141,12 @@ def _quiet_components() -> tuple[type, ...]:
     try:
         return tuple(type(base.__name__, (QuietRefusal, base),
                           {"__module__": __name__, "__doc__": f"``gr.{base.__name__}`` with one-line refusals."})
-                     for base in (gr.Slider, gr.Number, gr.Radio, gr.Dropdown))
+                     for base in (gr.Slider, gr.Number, gr.Radio, gr.Dropdown, gr.File))
     finally:
         meta.create_or_modify_pyi = original
 
 
-Slider, Number, Radio, Dropdown = _quiet_components()
+Slider, Number, Radio, Dropdown, File = _quiet_components()
 
 
 # ----------------------------------------------------------------------------------------------

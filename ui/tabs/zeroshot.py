@@ -33,7 +33,7 @@ from ui.loading import MULTI_SHAPE_EXTENSIONS
 from ui.shapes import CLASS_PRESETS, TURN_AXES, ShapeSource, example_names, example_thumbnails, up_axis_hint
 from ui.tabs import browser
 from ui.tabs.api import API_ADDRESS_JS, api_note
-from ui.tabs.common import AppContext, Dropdown, Number, Page, Radio, Slider, progress_adapter, section, show_error
+from ui.tabs.common import AppContext, Dropdown, File, Number, Page, Radio, Slider, progress_adapter, section, show_error
 
 __all__ = ["ZeroShotTab", "ZeroShotHandlers", "build_zeroshot_tab", "wire_zeroshot", "VIEW_OUTPUTS", "SCORE_OUTPUTS"]
 
@@ -356,7 +356,7 @@ def _shape_inputs(ctx: AppContext) -> dict[str, Any]:
                                  selected_index=example_names().index(DEFAULT_EXAMPLE))
             example = Dropdown(example_names(), value=DEFAULT_EXAMPLE, label="Example object", elem_id="example")
         with gr.Tab("Upload", id="upload"):
-            upload = gr.File(label="Drop a point cloud or mesh", file_types=list(UPLOAD_EXTENSIONS),
+            upload = File(label="Drop a point cloud or mesh", file_types=list(UPLOAD_EXTENSIONS),
                              type="filepath", height=170, elem_id="upload")
             shape_index = Number(0, precision=0, minimum=0, maximum=limits.max_shape_index, elem_id="shape-index",
                                  label="Shape index (multi-shape .h5 / .npz / .npy; 0 = the first)")
@@ -414,7 +414,7 @@ def _scoring_inputs(ctx: AppContext) -> dict[str, Any]:
     with gr.Accordion("4 · Encoder (CLIP or CLIP2Point depth encoder)", open=False):
         encoder = Radio([(v, k) for k, v in ENCODERS.items()], value=Session(ctx.spec, ctx.registry).encoder,
                         label="Depth views are encoded by")
-        depth_file = gr.File(label="CLIP2Point depth encoder file", elem_id="depth-file",
+        depth_file = File(label="CLIP2Point depth encoder file", elem_id="depth-file",
                              file_types=[".pth", ".pt", ".safetensors", ".bin"], type="filepath", height=150)
         gr.HTML('<div class="c2p-footnote">The authors\' best_eval.pth, or a .pth / .pt / .safetensors / .bin '
                 'state dict of the visual tower</div>')
