@@ -490,18 +490,20 @@ def _controls(ctx: AppContext) -> dict[str, Any]:
     with gr.Group():
         dataset = Dropdown(datasets or ["modelnet10"], value=(datasets or ["modelnet10"])[0], label="Dataset",
                            interactive=bool(datasets))
-        shots = Radio(list(limits.fewshot_shots), label="Shots (shapes per class)",
+        shots = Radio(list(limits.fewshot_shots), label="Shots (shapes per class)", elem_id="fs-shots",
                       value=QUICK_RUN["shots"] if QUICK_RUN["shots"] in limits.fewshot_shots else min(limits.fewshot_shots))
         epochs = Slider(1, limits.fewshot_max_epochs, value=min(QUICK_RUN["epochs"], limits.fewshot_max_epochs), step=1,
-                        label="Epochs")
+                        label="Epochs", elem_id="fs-epochs")
         gate = Radio([("view · GDPA (learned per-view gate)", "view"), ("none · released DPA (fixed 0.5/0.5)", "none")],
                      value="view", label="Gate")
-    with gr.Accordion("More settings", open=False):
+    with gr.Accordion("More settings", open=False, elem_id="fs-more"):
         views = Radio([FEWSHOT_VIEWS, DEFAULT_VIEWS], value=FEWSHOT_VIEWS, label="View set")
         limit = Number(min(QUICK_RUN["limit_test"], limits.fewshot_max_test_shapes), precision=0, minimum=0,
-                       maximum=limits.fewshot_max_test_shapes, label="Test shapes (class-balanced subset; 0 = all)")
+                       maximum=limits.fewshot_max_test_shapes, label="Test shapes (class-balanced subset; 0 = all)",
+                       elem_id="fs-limit")
         val = Number(min(QUICK_RUN["val_per_class"], limits.fewshot_max_val_per_class), precision=0, minimum=0,
-                     maximum=limits.fewshot_max_val_per_class, label="Validation shapes per class")
+                     maximum=limits.fewshot_max_val_per_class, label="Validation shapes per class",
+                     elem_id="fs-val")
     paths_note = gr.HTML("", elem_id="fs-paths")
     with gr.Accordion("Depth encoder (path A)", open=False):
         depth_file = gr.File(label="CLIP2Point depth encoder (best_eval.pth / .pth / .safetensors)",
