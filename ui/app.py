@@ -104,7 +104,7 @@ APP_CSS = figures.CSS + """
 .c2p-tab-header h2 {font-size:1.15rem; margin:0 0 .15rem; font-weight:750}
 .c2p-tab-header p {margin:0; opacity:.75; font-size:.88rem}
 #c2p-shape-tabs button[role=tab] {white-space:nowrap; overflow:visible; text-overflow:clip; min-width:max-content}
-#upload [data-testid=upload-text], #depth-file [data-testid=upload-text] {padding-top:1.6rem}
+#upload [data-testid=upload-text], #depth-file [data-testid=upload-text] {padding-top:1.8rem; padding-bottom:.6rem}
 #c2p-turns {gap:.3rem; flex-wrap:nowrap; align-items:center; padding:.35rem .5rem}
 #c2p-turns button {min-width:0 !important; padding:.2rem .4rem; flex:0 0 auto}
 #c2p-turns .c2p-turn-label {font-size:.8rem; font-weight:600; white-space:nowrap}

@@ -357,7 +357,7 @@ def _shape_inputs(ctx: AppContext) -> dict[str, Any]:
             example = Dropdown(example_names(), value=DEFAULT_EXAMPLE, label="Example object", elem_id="example")
         with gr.Tab("Upload", id="upload"):
             upload = File(label="Drop a point cloud or mesh", file_types=list(UPLOAD_EXTENSIONS),
-                             type="filepath", height=170, elem_id="upload")
+                             type="filepath", elem_id="upload")
             shape_index = Number(0, precision=0, minimum=0, maximum=limits.max_shape_index, elem_id="shape-index",
                                  label="Shape index (multi-shape .h5 / .npz / .npy; 0 = the first)")
             gr.HTML(f'<div class="c2p-footnote">Reads {" ".join(UPLOAD_EXTENSIONS)} · up to '
@@ -415,7 +415,7 @@ def _scoring_inputs(ctx: AppContext) -> dict[str, Any]:
         encoder = Radio([(v, k) for k, v in ENCODERS.items()], value=Session(ctx.spec, ctx.registry).encoder,
                         label="Depth views are encoded by")
         depth_file = File(label="CLIP2Point depth encoder file", elem_id="depth-file",
-                             file_types=[".pth", ".pt", ".safetensors", ".bin"], type="filepath", height=150)
+                             file_types=[".pth", ".pt", ".safetensors", ".bin"], type="filepath")
         gr.HTML('<div class="c2p-footnote">The authors\' best_eval.pth, or a .pth / .pt / .safetensors / .bin '
                 'state dict of the visual tower</div>')
     return dict(preset=preset, classes=classes, template_preset=template_preset, template=template, top_k=top_k,
