@@ -815,3 +815,26 @@ def test_io_imports_no_torch():
 
     code = "import sys, clip2point.io; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_shape_entry_names_which_shape_of_a_multi_shape_file(tmp_path):
+    import json
+
+    import h5py
+
+    from clip2point.io import ShapeEntry, shape_entry
+
+    path = tmp_path / "mn.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = np.zeros((3, 20, 3), np.float32)
+        f["label"] = np.array([[1], [0], [1]], np.int64)
+        f["name"] = np.array([b"night_stand_0001", b"bed_0002", b"night_stand_0003"], dtype="S20")
+        f.attrs["class_names"] = json.dumps(["bed", "night_stand"])
+    assert shape_entry(path, 2) == ShapeEntry(2, 3, 1, "night stand", "night_stand_0003")
+    assert shape_entry(path, -3).index == 0
+    with pytest.raises(PointCloudFileError, match=r"shape index 3 is out of range; the file holds 3 shape\(s\)"):
+        shape_entry(path, 3)
+    np.save(tmp_path / "four.npy", np.zeros((4, 10, 3), np.float32))
+    assert shape_entry(tmp_path / "four.npy", 1) == ShapeEntry(1, 4)
+    np.save(tmp_path / "one.npy", np.zeros((10, 3), np.float32))
+    assert shape_entry(tmp_path / "one.npy") == ShapeEntry(0, 1)
