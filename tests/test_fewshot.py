@@ -414,3 +414,27 @@ def test_config_refuses_a_bad_template_before_anything_loads(template):
 
     with pytest.raises(PromptTemplateError, match="image of a"):
         FewShotConfig(out_dir="x", template=template).validate()
+
+
+@needs_data
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_stop_while_encoding_ends_within_one_encoder_batch_as_cancelled(tiny_backbone, tmp_path, split):
+    """Encoding is cut into chunks of one encoder batch (2 shapes of 10 views on the CPU): a stop
+    asked during the first chunk ends the run after it. Stopped while the test shapes are encoded
+    (after the last epoch) the run is "cancelled", not "completed" without a test."""
+    from clip2point.fewshot.features import ViewEncoder
+
+    assert ViewEncoder(tiny_backbone, "10", batch_size=64).shapes_per_batch == 2  # CPU: ~24 images per chunk
+    ev = threading.Event()
+    reports = []
+
+    def progress(p) -> None:
+        reports.append(p)
+        if p.stage == "encode" and p.split == split and p.done >= 2:  # after the first chunk
+            ev.set()
+
+    result = run_fewshot(config(tmp_path / "run", epochs=2), tiny_backbone, progress=progress, should_stop=ev)
+    assert result.status == "cancelled" and result.test is None
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "cancelled"
+    encoded = [p.done for p in reports if p.stage == "encode" and p.split == split]
+    assert encoded == [0, 2], encoded  # chunks of 2 shapes; none started after the stop

@@ -36,15 +36,17 @@ from .config import CACHE_DTYPES, STREAM_ONLINE, STREAM_RESAMPLE, FewShotConfig,
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SHAPES_PER_CHUNK", "EncoderPasses", "released_recipe_passes", "amp_dtype", "autocast", "ViewEncoder",
+    "SHAPES_PER_CHUNK", "CPU_IMAGES_PER_CHUNK", "EncoderPasses", "released_recipe_passes", "amp_dtype", "autocast", "ViewEncoder",
     "resample_points", "SplitFeatures", "FeatureCache", "encode_split", "RunFeatures",
 ]
 
 #: Most shapes rendered and encoded together (16 × 10 views × 224² float32 ≈ 32 MB). A chunk is
-#: also cut to one encoder batch (:meth:`ViewEncoder.shapes_per_batch`), so a stop request or a
-#: progress report waits for at most one encoder forward pass (~2.5 s for 64 ViT-B-32 fp32 images
-#: on 2 CPU cores).
+#: also cut to one encoder batch (:attr:`ViewEncoder.shapes_per_batch`), so a stop request or a
+#: progress report waits for at most one encoder forward pass; on the CPU that pass holds about
+#: :data:`CPU_IMAGES_PER_CHUNK` images (~1 s for ViT-B-32 fp32 on 2 cores: the CPU's cost per image
+#: does not depend on the batch, a GPU's does, so there chunks fill ``encode_batch_size``).
 SHAPES_PER_CHUNK = 16
+CPU_IMAGES_PER_CHUNK = 24
 
 
 @dataclass
@@ -152,9 +154,12 @@ class ViewEncoder:
 
     @property
     def shapes_per_batch(self) -> int:
-        """Shapes whose views fill one encoder batch (at least 1, at most :data:`SHAPES_PER_CHUNK`):
-        the chunk :func:`encode_split` encodes between two stop checks and progress reports."""
-        return max(1, min(SHAPES_PER_CHUNK, self.batch_size // (self.num_views * len(self.encoders))))
+        """Shapes whose views fill one encoder batch (at least 1, at most :data:`SHAPES_PER_CHUNK`;
+        on the CPU at most :data:`CPU_IMAGES_PER_CHUNK` images): the chunk :func:`encode_split`
+        encodes between two stop checks and progress reports (2 shapes of 10 views on the CPU)."""
+        per_shape = self.num_views * len(self.encoders)
+        images = self.batch_size if self.backbone.device.type != "cpu" else min(self.batch_size, CPU_IMAGES_PER_CHUNK)
+        return max(1, min(SHAPES_PER_CHUNK, images // per_shape))
 
     @property
     def encoders(self) -> tuple[str, ...]:
