@@ -157,7 +157,7 @@ def test_layout_nothing_clipped_and_every_camera_named(browser, app_url, viewpor
         assert 0 <= info["top"] - plot["bottom"] < 40, (plot, info)  # no gap under the 3-D plot
         expect(page.locator("#c2p-zs-header")).to_be_visible()  # each tab has its own header
         page.get_by_role("tab", name="Few-shot").click()
-        expect(page.locator("#c2p-fs-header")).to_be_visible()
+        expect(page.locator("#fs-header")).to_be_visible()  # ui/tabs/fewshot.py's header
         expect(page.locator("#c2p-zs-header")).to_be_hidden()
         page.get_by_role("tab", name="Zero-shot").click()
         page.get_by_role("tab", name="Upload").click()

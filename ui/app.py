@@ -125,10 +125,7 @@ HEADER = """
   (CLIP2Point, Huang et al., ICCV 2023, <a href="https://arxiv.org/abs/2210.01055" target="_blank">arXiv 2210.01055</a>).</p>
 </div>
 """
-#: The Few-shot tab's own header (its settings and explanations are :mod:`ui.tabs.fewshot`'s).
-FEWSHOT_HEADER = """<div class="c2p-tab-header" id="c2p-fs-header"><h2>Few-shot: train a GDPA adapter on a few shapes per class</h2>
-<p>K labelled shapes per class → the frozen encoders' view features → a gated adapter (path A = CLIP2Point depth
-encoder, path B = CLIP) → accuracy on the test split.</p></div>"""
+
 
 class Clip2PointApp(gr.Blocks):
     """``gr.Blocks`` whose :meth:`launch` defaults to the app's theme, CSS and upload limit.
@@ -207,7 +204,6 @@ def build_app(
             with gr.Tab("Zero-shot", id="zeroshot"):
                 zs_tab = zeroshot.build_zeroshot_tab(ctx, page)
             with gr.Tab("Few-shot", id="fewshot"):
-                gr.HTML(FEWSHOT_HEADER)
                 fs_tab = fewshot.build_fewshot_tab(ctx, page)
         endpoint = api.build_classify_endpoint(limits)
         _wire(demo, ctx, zs_tab, fs_tab, endpoint)
