@@ -27,6 +27,9 @@ $(BIN)/python:
 install: system-deps $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[dev]"
+	@# JupyterLab: no "Build recommended" dialog (open3d pulls in dash, whose old source extension asks for a
+	@# build on every start; see notebooks/README.md). The venv's own config, so a plain `jupyter lab` gets it too.
+	@mkdir -p $(VENV)/etc/jupyter/labconfig && cp notebooks/jupyter-config/labconfig/page_config.json $(VENV)/etc/jupyter/labconfig/
 	@$(BIN)/clip2point info --brief
 
 # The app: http://127.0.0.1:7860 (opens on an example shape; random weights, said on screen, when none are found).

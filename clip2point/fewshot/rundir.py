@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..backbone import ClipBackbone
-from ..checkpoints import read_json, save_state_dict_atomic, write_json_atomic, write_text_atomic
+from ..checkpoints import json_safe, read_json, save_state_dict_atomic, write_json_atomic, write_text_atomic
 from ..errors import CheckpointError, Clip2PointError
 from ..gdpa import GatedDualPathAdapter, GDPAConfig
 from .config import FewShotConfig
@@ -272,22 +271,11 @@ def save_adapter(run_dir: Path, model: GatedDualPathAdapter, epoch: int, val_acc
     return save_state_dict_atomic(model.state_dict(), run_dir / RUN_FILES["adapter"], meta)
 
 
-def _nan_to_none(obj: Any) -> Any:
-    """Replace float NaN/inf by None recursively (strict JSON for metrics.json)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
 def write_metrics(run_dir: Path, metrics: dict[str, Any], classes: list[str], plots: bool) -> dict[str, Any]:
     """Write the plots (when ``plots``; their paths go to ``metrics["plots"]``) and ``metrics.json``
     (atomic; NaN/inf written as null). Returns the metrics as written."""
     metrics = {**metrics, "plots": write_plots(run_dir, metrics, classes) if plots else {}}
-    metrics = _nan_to_none(metrics)
+    metrics = json_safe(metrics)
     write_json_atomic(run_dir / RUN_FILES["metrics"], metrics)
     return metrics
 

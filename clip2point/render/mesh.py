@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -205,6 +206,8 @@ def render_mesh_views(
         fov_ok = False
     if not fov_ok:
         raise ImageViewError(f"fov_deg must lie strictly between 0 and 180 degrees, got {fov_deg}")
+    # open3d announces its web visualizer in any Jupyter kernel unless told not to; clip2point never uses it
+    os.environ.setdefault("OPEN3D_DISABLE_WEB_VISUALIZER", "true")
     import open3d as o3d  # lazy: ~2 s import
 
     start = time.perf_counter()
