@@ -163,7 +163,7 @@ def test_text_cache_keys_on_precision(tiny_pair):
     assert fp32.text_features(classes, "a depth map of a {}") is a
     assert bf16.text_features(classes, "a depth map of a {}") is b
     assert fp32._text_cache is bf16._text_cache
-    assert {k[0] for k in fp32._text_cache._entries if k[1] == "a depth map of a {}"} == {"fp32", "bf16"}
+    assert {k[0] for k in fp32._text_cache._entries if k[1] == ("a depth map of a {}",)} == {"fp32", "bf16"}
 
 
 def test_depth_encoder_follows_precision(tiny_pair, tmp_path):
