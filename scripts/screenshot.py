@@ -1,8 +1,13 @@
-"""Take the README's screenshot of the app: ``python scripts/screenshot.py`` → docs/screenshot.png.
+"""Take the README's screenshots of the app's two tabs.
+
+    python scripts/screenshot.py                      # Zero-shot tab → docs/screenshot.png
+    python scripts/screenshot.py --tab fewshot        # Few-shot tab after a short run → docs/screenshot_fewshot.png
 
 Starts the app in-process (the real ViT-B-32 architecture with whatever weights are found —
-random otherwise, and the banner says so), loads an example, classifies it, and saves a
-full-page screenshot with Playwright driving the system Chromium (no browser download).
+random otherwise, and the banner says so). Zero-shot: loads an example and classifies it.
+Few-shot: trains a short run on ModelNet10 (``--data-dir``) with the tab's quick settings and
+``--limit-test`` test shapes, then shows its curves and gate. Saves a full-page screenshot with
+Playwright driving the system Chromium (no browser download).
 """
 from __future__ import annotations
 
@@ -47,7 +52,12 @@ def _save_small(png: bytes, out: Path, max_bytes: int = MAX_BYTES) -> int:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshot.png", help="output PNG (default %(default)s)")
+    p.add_argument("--tab", choices=("zeroshot", "fewshot"), default="zeroshot", help="which tab (default %(default)s)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output PNG (default docs/screenshot.png, or docs/screenshot_fewshot.png with --tab fewshot)")
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
+                   help="folder with ModelNet10, for the few-shot run (default %(default)s)")
+    p.add_argument("--limit-test", type=int, default=20, help="few-shot: test shapes of the run (default %(default)s)")
     p.add_argument("--model", default="ViT-B-32", help="open_clip architecture (default %(default)s)")
     p.add_argument("--weights", default=None, help="weights (default: found automatically, random if none)")
     p.add_argument("--example", default="chair", help="example object to show (default %(default)s)")
@@ -57,8 +67,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _fewshot_run(page, expect, limit_test: int) -> None:
+    """Open the Few-shot tab, start a short run, wait until it has finished and its gate is drawn."""
+    page.get_by_role("tab", name="Few-shot").click()
+    page.locator("#fs-start").wait_for(state="visible")
+    page.locator("#fs-more").get_by_text("More settings").click()
+    box = page.locator("#fs-limit input")
+    box.fill(str(limit_test))
+    box.press("Enter")
+    page.locator("#fs-start").click()
+    expect(page.locator("#fs-status")).to_contain_text("completed", timeout=900_000)
+    expect(page.locator("#fs-gate .js-plotly-plot")).to_be_visible()
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.out is None:
+        args.out = REPO / "docs" / ("screenshot.png" if args.tab == "zeroshot" else "screenshot_fewshot.png")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from playwright.sync_api import expect, sync_playwright
 
@@ -70,7 +95,11 @@ def main(argv=None) -> None:
     from ui.shapes import CLASS_PRESETS
 
     spec = ModelSpec(args.model, args.weights, "cpu")
-    demo = build_app(args.model, args.weights, "cpu")
+    import tempfile
+
+    runs = tempfile.mkdtemp(prefix="c2p-screenshot-runs-")
+    demo = build_app(args.model, args.weights, "cpu", data_dir=args.data_dir if args.data_dir.is_dir() else None,
+                     runs_dir=runs)
     demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
     warm_up(spec, REGISTRY, CLASS_PRESETS[DEFAULT_CLASS_SET])  # as `python -m ui.app` does in the background
     try:
@@ -87,6 +116,8 @@ def main(argv=None) -> None:
                 page.locator("#c2p-examples button[aria-label^='Thumbnail']", has_text=args.example).first.click()
                 expect(page.locator("#c2p-shape-info")).to_contain_text(args.example)
                 expect(page.locator("#c2p-view-cards .c2p-vote").first).to_be_visible()
+            if args.tab == "fewshot":
+                _fewshot_run(page, expect, args.limit_test)
             page.mouse.move(0, 0)
             time.sleep(1.5)  # let plotly finish drawing
             args.out.parent.mkdir(parents=True, exist_ok=True)
