@@ -1,4 +1,4 @@
-"""benchmarks/: the GPU script runs its code paths tiny on the CPU (``--smoke``); the start-up benchmark runs.
+"""benchmarks/: the GPU script runs its code paths tiny on the CPU (``--smoke``); the start-up and encoder-bound benchmarks run.
 
 Both start fresh Python processes (each imports torch and open_clip), so they are marked slow.
 """
@@ -59,3 +59,14 @@ def test_startup_benchmark_reports_medians(tmp_path):
     res = json.loads(out.stdout)
     assert res["command"].startswith("clip2point -q zeroshot") and "--weights random" in res["command"]
     assert len(res["zeroshot_s"]["runs"]) == 1 and res["zeroshot_s"]["median"] > res["import_cli_s"]["median"] > 0
+
+
+@pytest.mark.slow
+def test_encoder_bound_benchmark_reports_every_figure(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_encoder_bound.py"), "--model", "tiny-ViT-test",
+                          "--batch", "2,4", "--repeat", "1"], capture_output=True, text=True, timeout=300, env=_env(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(res["tower_ms"]) == set(res["encode_ms"]) == {"fp32/2", "fp32/4", "bf16/2", "bf16/4"}
+    assert all(v > 0 for v in [*res["tower_ms"].values(), *res["encode_ms"].values()])
+    assert res["gemm_bf16_over_fp32"] > 0 and res["tower_bf16_over_fp32"] > 0
