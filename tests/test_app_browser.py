@@ -5,32 +5,19 @@ download: Playwright is pointed at the system Chromium). Skipped with a reason o
 """
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from clip2point.classes import MODELNET40
+from helpers import DATA, chromium_browser, free_port, needs_browser
 from ui.registry import ModelRegistry
 from ui.shapes import example_path
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="playwright is not installed (pip install playwright; never `playwright install`)"),
-    pytest.mark.skipif(not CHROMIUM.exists() and not shutil.which("chromium"),
-                       reason="no Chromium at /usr/bin/chromium (apt-get install chromium)"),
-]
+pytestmark = needs_browser
 TIMEOUT_MS = 30_000
 
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HAS_DATA = (DATA / "modelnet10").is_dir()
 
 
@@ -38,25 +25,15 @@ HAS_DATA = (DATA / "modelnet10").is_dir()
 def app_url():
     from ui.app import build_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     demo = build_app("tiny-ViT-test", "random", "cpu", data_dir=DATA if HAS_DATA else None, registry=ModelRegistry())
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     yield demo.local_url
     demo.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)  # expect()'s own default is 5 s: too short on a loaded 2-core machine
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                                    args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    yield from chromium_browser(TIMEOUT_MS)
 
 
 def open_page(browser, app_url, width: int = 1440, height: int = 1000):

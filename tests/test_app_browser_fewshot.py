@@ -9,28 +9,16 @@ The app runs in-process with the tiny random ``tiny-ViT-test`` model and the rea
 """
 from __future__ import annotations
 
-import importlib.util
 import re
-import shutil
-import socket
 import time
-from pathlib import Path
 
 import pytest
 
-from helpers import DATA
+from helpers import DATA, chromium_browser, free_port, needs_browser
 from ui.registry import ModelRegistry
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="playwright is not installed (pip install playwright; never `playwright install`)"),
-    pytest.mark.skipif(not CHROMIUM.exists() and not shutil.which("chromium"),
-                       reason="no Chromium at /usr/bin/chromium (apt-get install chromium)"),
+    *needs_browser,
     pytest.mark.skipif(DATA is None or not (DATA / "modelnet10").is_dir(), reason="ModelNet10 data not found"),
 ]
 TIMEOUT_MS = 60_000
@@ -40,12 +28,9 @@ TIMEOUT_MS = 60_000
 def fs_app(tmp_path_factory):
     from ui.app import build_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     runs = tmp_path_factory.mktemp("runs")
     demo = build_app("tiny-ViT-test", "random", "cpu", data_dir=DATA, registry=ModelRegistry(), runs_dir=runs)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     demo.runs_dir = runs
     yield demo
     demo.close()
@@ -53,14 +38,7 @@ def fs_app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)  # expect()'s own 5 s is too short on a loaded 2-core machine
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                              args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium_browser(TIMEOUT_MS)
 
 
 def _open_tab(browser, url: str, width: int, height: int):
