@@ -271,25 +271,22 @@ class ZeroShotPanel:
         if self.auto:
             self.score()
 
-    def _on_preset(self, change) -> None:
-        if change["new"] == self.CUSTOM or self._syncing:
-            return
+    def _sync(self, widget, value) -> None:
+        """Set a paired widget (preset ↔ text) without its own observer reacting, then re-score if ``auto``."""
         self._syncing = True
         try:
-            self.classes.value = ", ".join(CLASS_PRESETS[change["new"]])
+            widget.value = value
         finally:
             self._syncing = False
         self._auto()
 
+    def _on_preset(self, change) -> None:
+        if change["new"] != self.CUSTOM and not self._syncing:
+            self._sync(self.classes, ", ".join(CLASS_PRESETS[change["new"]]))
+
     def _on_classes(self, _change) -> None:
         if not self._syncing:
-            self._syncing = True
-            try:
-                if self.preset.value != self.CUSTOM:
-                    self.preset.value = self.CUSTOM
-            finally:
-                self._syncing = False
-            self._auto()
+            self._sync(self.preset, self.CUSTOM)
 
     def _template_preset_of(self, text: str) -> str:
         try:
@@ -298,23 +295,12 @@ class ZeroShotPanel:
             return self.CUSTOM
 
     def _on_template_preset(self, change) -> None:
-        if change["new"] == self.CUSTOM or self._syncing:
-            return
-        self._syncing = True
-        try:
-            self.template.value = "\n".join(TEMPLATE_PRESETS[change["new"]])
-        finally:
-            self._syncing = False
-        self._auto()
+        if change["new"] != self.CUSTOM and not self._syncing:
+            self._sync(self.template, "\n".join(TEMPLATE_PRESETS[change["new"]]))
 
     def _on_template(self, change) -> None:
         if not self._syncing:
-            self._syncing = True
-            try:
-                self.template_preset.value = self._template_preset_of(change["new"])
-            finally:
-                self._syncing = False
-            self._auto()
+            self._sync(self.template_preset, self._template_preset_of(change["new"]))
 
     def _on_encoder(self, change) -> None:
         try:
