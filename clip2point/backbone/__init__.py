@@ -539,6 +539,7 @@ def load_backbone(
             ensure_timm(model_name)
             model = oc.create_model(model_name, pretrained=source.location, device=device, force_quick_gelu=quick_gelu)
         except Exception as e:
+            log.debug("open_clip could not get %s/%s", model_name, source.location, exc_info=True)  # the cause, for --debug
             raise WeightsNotFoundError(
                 f"could not get open_clip weights {model_name}/{source.location} ({str(e).splitlines()[0][:200]}). "
                 + _how_to_get_weights(config, [f"download of tag {source.location!r}: failed"]).split(". ", 1)[1]
