@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from ..cliutil import add_config_arguments, check_output_file
-from .common import PLOT_SUFFIXES, backbone_from_args, check_numbers, log_cache, progress_bar, view_cache
+from .common import (PLOT_SUFFIXES, backbone_from_args, check_numbers, log_cache, progress_bar, templates_from_args,
+                     view_cache)
 from .options import add_cache_args, add_model_args, add_precision_arg, add_render_args
 
 __all__ = ["eval_parser", "cmd_eval", "cmd_eval_compare_precision", "cmd_eval_table", "EVAL_HELP", "EVAL_EPILOG"]
@@ -106,7 +107,7 @@ def check_eval_args(args) -> None:
     from ..errors import Clip2PointError
 
     check_numbers(args)
-    eval_templates(args)  # a bad --template/--templates fails here, before any work
+    templates_from_args(args)  # a bad --template/--templates fails here, before any work
     if args.table:
         bad = [o for o, v in (("--dataset", args.dataset), ("--data-dir", args.data_dir), ("--plot", args.plot),
                               ("--compare-precision", args.compare_precision)) if v not in (None, False)]
@@ -131,20 +132,13 @@ def eval_dataset(args, name: str | None = None, data_dir: str | None = None):
     return ds.subset(range(min(args.limit, len(ds)))) if args.limit else ds
 
 
-def eval_templates(args) -> tuple[str, ...]:
-    """The classifier's prompt template(s) (--template / --templates; see :func:`.common.templates_from_args`)."""
-    from .common import templates_from_args
-
-    return templates_from_args(args)
-
-
 def cmd_eval_compare_precision(args, ds) -> int:
     """``eval --compare-precision``: the evaluation in fp32 and bf16 on the same shapes (see :mod:`.compare`)."""
     from .compare import compare_precisions, format_comparison
 
     backbone = backbone_from_args(args, "fp32")
     with progress_bar(args, len(ds), f"fp32 vs bf16 {args.dataset}/{args.split}") as bar:
-        cmp = compare_precisions(backbone, ds, eval_templates(args), args.views, args.image_size, args.radius,
+        cmp = compare_precisions(backbone, ds, templates_from_args(args), args.views, args.image_size, args.radius,
                                  args.batch_size, args.batch_size * int(args.views), progress=bar.update)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "split": args.split, "weights": backbone.describe(),
@@ -160,7 +154,7 @@ def _classifier(args, env, classes):
 
     cache = view_cache(args)
     rank_args = argparse.Namespace(**{**vars(args), "device": str(env.device)})
-    return ZeroShotClassifier(backbone_from_args(rank_args), classes, eval_templates(args), args.views,
+    return ZeroShotClassifier(backbone_from_args(rank_args), classes, templates_from_args(args), args.views,
                               image_size=args.image_size, radius=args.radius,
                               batch_size=args.batch_size * int(args.views), cache=cache)
 
@@ -288,7 +282,7 @@ def cmd_eval_table(args) -> int:
         random_weights = clf is not None and clf.backbone.weights.is_random
         from ..prompts import describe_templates
 
-        setting = (f"{args.views} views, templates {describe_templates(eval_templates(args))}, {args.num_points} points, "
+        setting = (f"{args.views} views, templates {describe_templates(templates_from_args(args))}, {args.num_points} points, "
                    f"{args.image_size} px, radius {args.radius}, {'' if clf is None else clf.backbone.precision}")
         if args.json:
             print(json.dumps({"table": rows, "weights": weights, "random_weights": random_weights, "limit": args.limit,
